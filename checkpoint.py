@@ -1,0 +1,92 @@
+"""Saving and resuming runs: model, optimizer, scheduler, epoch, history and RNG states.
+
+Writes are atomic (a temporary file in the same folder, then a rename), and loading goes through
+torch.load(weights_only=True), so a checkpoint can carry tensors and plain data but never code."""
+import os
+import pickle
+import tempfile
+import zipfile
+
+import torch
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint that is missing, damaged, unsafe or made for another network."""
+
+
+def rng_states():
+    states = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states):
+    torch.set_rng_state(states["torch"])
+    if "cuda" in states and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, history=None, **extra):
+    """Writes everything needed to resume after `epoch`; the previous file survives a crash mid-write.
+
+    history: e.g. {'train_losses': [...], 'train_acc': [...], 'test_losses': [...], 'test_acc': [...]}.
+    extra: more plain values to keep (e.g. test_accuracy=99.3)."""
+    state = {"model": model.state_dict(), "epoch": epoch, "history": history, "rng": rng_states(), **extra}
+    if optimizer is not None:
+        state["optimizer"] = optimizer.state_dict()
+    if scheduler is not None:
+        state["scheduler"] = scheduler.state_dict()
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_location="cpu", restore_rng=False):
+    """Reads a checkpoint safely and loads it into whatever objects are given; returns the dict.
+
+    A bare state dict (torch.save(model.state_dict(), path)) is accepted too.
+    restore_rng=True also restores the random generators, for an exact resume."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"No checkpoint at {path}: check the path, or train one with S5.ipynb") from None
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"Refused to load {path}: it carries Python objects that could run code when unpickled "
+            f"({first}). Save checkpoints with checkpoint.save_checkpoint or "
+            "torch.save(model.state_dict(), path).") from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); "
+            "save it again or use another file") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict or a state dict")
+    if "model" not in state:
+        state = {"model": state}
+    if model is not None:
+        try:
+            model.load_state_dict(state["model"])
+        except (RuntimeError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(
+                f"{path} does not fit {type(model).__name__}: {str(e).strip().splitlines()[0]}. "
+                "It was saved from another network; use weights trained for this one.") from None
+    for name, target in (("optimizer", optimizer), ("scheduler", scheduler)):
+        if target is not None:
+            if name not in state:
+                raise CheckpointError(f"{path} holds no {name} state, so training cannot resume from it; "
+                                      f"load it without the {name}, or save checkpoints with save_checkpoint")
+            target.load_state_dict(state[name])
+    if restore_rng and "rng" in state:
+        set_rng_states(state["rng"])
+    return state
