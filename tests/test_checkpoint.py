@@ -1,0 +1,126 @@
+import os
+import pickle
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.optim as optim
+
+from checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from data import DeviceLoader
+from model import Net
+from utils import prepare_fast, train
+
+
+class WritesAFile:
+    """A pickle payload: unpickling it calls open(path, 'w'), which creates the file."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (self.path, "w")
+
+
+def make_run(seed=0):
+    torch.manual_seed(seed)
+    model, amp_dtype = prepare_fast(Net(), "cpu")
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
+    return model, optimizer, scheduler, amp_dtype
+
+
+def run_epochs(model, optimizer, scheduler, amp_dtype, loader, epochs, history):
+    for epoch in epochs:
+        accuracy, loss = train(model, "cpu", loader, optimizer, nn.CrossEntropyLoss(), amp_dtype, epoch)
+        history["train_acc"].append(accuracy)
+        history["train_losses"].append(loss)
+        scheduler.step()
+
+
+def test_resumed_run_ends_with_the_same_weights(mnist_train, tmp_path):
+    """The fast path on a small subset: 3 epochs straight, against 2 epochs, a checkpoint, and 1 more."""
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(768)), 128, "cpu", train=True)
+    model, optimizer, scheduler, amp_dtype = make_run()
+    straight = {"train_acc": [], "train_losses": []}
+    run_epochs(model, optimizer, scheduler, amp_dtype, loader, [1, 2, 3], straight)
+
+    first, optimizer1, scheduler1, _ = make_run()
+    history = {"train_acc": [], "train_losses": []}
+    run_epochs(first, optimizer1, scheduler1, amp_dtype, loader, [1, 2], history)
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, first, optimizer1, scheduler1, epoch=2, history=history)
+    torch.manual_seed(123)  # whatever happens in between must not matter
+
+    resumed, optimizer2, scheduler2, _ = make_run(seed=99)
+    state = load_checkpoint(path, resumed, optimizer2, scheduler2, restore_rng=True)
+    assert state["epoch"] == 2 and scheduler2.last_epoch == 2
+    run_epochs(resumed, optimizer2, scheduler2, amp_dtype, loader, [3], state["history"])
+
+    assert state["history"] == straight
+    expected = model.state_dict()
+    for name, tensor in resumed.state_dict().items():
+        assert torch.equal(tensor, expected[name]), name
+    for a, b in zip(optimizer.state_dict()["state"].values(), optimizer2.state_dict()["state"].values()):
+        assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
+
+
+def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path):
+    model, optimizer, _, _ = make_run()
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, model, optimizer, epoch=1)
+    before = path.read_bytes()
+    model2, optimizer2, _, _ = make_run(seed=1)
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        # a lambda cannot be pickled: torch.save fails halfway through writing
+        save_checkpoint(path, model2, optimizer2, epoch=2, history={"broken": lambda: 0})
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["run.pt"]  # no temporary file left behind
+    assert load_checkpoint(path, Net())["epoch"] == 1
+
+
+def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):
+    marker = tmp_path / "payload-ran"
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Net().state_dict(), "extra": WritesAFile(str(marker))}, path)
+    with pytest.raises(CheckpointError, match="Refused to load .*evil.pt.* could run code"):
+        load_checkpoint(path, Net())
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # the payload is real: an unsafe load runs it
+    assert marker.exists()
+
+
+def test_a_bare_state_dict_loads(tmp_path):
+    model = Net()
+    torch.save(model.state_dict(), tmp_path / "weights.pt")
+    other = Net()
+    load_checkpoint(tmp_path / "weights.pt", other)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), other.state_dict().values()))
+
+
+def test_damaged_or_foreign_checkpoints_get_clear_errors(tmp_path):
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, Net(), epoch=1)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated.pt is not a readable PyTorch checkpoint"):
+        load_checkpoint(truncated, Net())
+    foreign = tmp_path / "foreign.pt"
+    torch.save(nn.Linear(4, 2).state_dict(), foreign)
+    with pytest.raises(CheckpointError, match="foreign.pt does not fit Net"):
+        load_checkpoint(foreign, Net())
+    with pytest.raises(CheckpointError, match="No checkpoint at"):
+        load_checkpoint(tmp_path / "missing.pt", Net())
+    model, optimizer, _, _ = make_run()
+    with pytest.raises(CheckpointError, match="holds no optimizer state"):
+        load_checkpoint(path, model, optimizer)
+
+
+def test_the_same_seed_gives_the_same_fast_run(mnist_train):
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(512)), 128, "cpu", train=True)
+    weights = []
+    for _ in range(2):
+        model, optimizer, scheduler, amp_dtype = make_run(seed=7)
+        run_epochs(model, optimizer, scheduler, amp_dtype, loader, [1], {"train_acc": [], "train_losses": []})
+        weights.append(model.state_dict())
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])

@@ -1,0 +1,166 @@
+import re
+import subprocess
+import sys
+
+import matplotlib
+import pytest
+import torch
+import torch.nn as nn
+import torch.optim as optim
+
+import utils
+from conftest import ROOT
+import data
+from data import DeviceLoader, load_mnist
+from model import Net
+from utils import (GetCorrectPredCount, get_confusion_matrix, get_device, per_class_accuracy, plot_confusion_matrix,
+                   plot_incorrect, plot_loss, train)
+from utils import test as evaluate  # pytest would collect a function named test
+
+TEST_LINE = re.compile(r"^Test set: Average loss: \d+\.\d{4}, Accuracy: (\d+)/(\d+) \((\d+\.\d{2})%\)$", re.M)
+BAR = re.compile(r"Train: Loss=\d+\.\d{4} Batch_id=(\d+) Accuracy=\d+\.\d{2}")
+
+
+@pytest.fixture(scope="module")
+def small_loaders():
+    """The seed pipeline (PIL transforms) on the first 1024 train and 512 test images."""
+    train_data = load_mnist(train=True, transform=data.train_transforms, subset=1024)
+    test_data = load_mnist(train=False, transform=data.test_transforms, subset=512)
+    return (torch.utils.data.DataLoader(train_data, batch_size=64, shuffle=True),
+            torch.utils.data.DataLoader(test_data, batch_size=128))
+
+
+def test_star_import_gives_the_original_names():
+    namespace = {}
+    exec("from utils import *\nfrom model import *", namespace)
+    for name in ("device", "train", "test", "plot_loss", "get_summary", "GetCorrectPredCount", "plt", "Net", "nn"):
+        assert name in namespace, name
+
+
+def test_get_correct_pred_count():
+    pred = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
+    assert GetCorrectPredCount(pred, torch.tensor([1, 0, 0])) == 2
+
+
+def test_train_and_test_on_real_mnist(small_loaders, capsys):
+    train_loader, test_loader = small_loaders
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    losses = []
+    for epoch in range(1, 4):
+        accuracy, loss = train(model, "cpu", train_loader, optimizer, criterion)
+        assert isinstance(accuracy, float) and 0 <= accuracy <= 100
+        assert isinstance(loss, float) and loss > 0
+        losses.append(loss)
+    print("mean train loss per epoch", losses)
+    assert losses[0] > losses[1] > losses[2] and losses[2] < losses[0] - 0.1  # it learns
+    bars = [int(i) for i in BAR.findall(capsys.readouterr().err)]
+    assert bars and max(bars) == len(train_loader) - 1  # the bar reads like the original's
+
+    test_accuracy, test_loss = evaluate(model, "cpu", test_loader, criterion)
+    line = TEST_LINE.search(capsys.readouterr().out)
+    assert line and int(line.group(2)) == 512
+    assert float(line.group(3)) == pytest.approx(test_accuracy, abs=0.005)
+    assert int(line.group(1)) == round(test_accuracy * 512 / 100)
+    assert isinstance(test_loss, float) and 0 < test_loss < losses[0]
+    print("test accuracy", test_accuracy)
+    assert test_accuracy > 30  # chance is 10%
+
+
+def test_test_loss_is_the_mean_per_sample(mnist_test):
+    torch.manual_seed(0)
+    model = Net().eval()
+    loader = DeviceLoader(mnist_test, 300, "cpu")  # batches of 300 and a last one of 100
+    _, loss = evaluate(model, "cpu", list(loader)[:2], nn.CrossEntropyLoss())
+    data = torch.cat([b[0] for b in list(loader)[:2]])
+    target = torch.cat([b[1] for b in list(loader)[:2]])
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(model(data), target).item()
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_test_fills_the_incorrect_predictions(mnist_test, capsys):
+    torch.manual_seed(0)
+    model = Net()  # untrained: most answers are wrong
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(600)), 256, "cpu")
+    incorrect = {"images": [], "ground_truths": [], "predicted_vals": []}
+    accuracy, _ = evaluate(model, "cpu", loader, nn.CrossEntropyLoss(), incorrect)
+    wrong = round(600 * (100 - accuracy) / 100)
+    assert len(incorrect["images"]) == len(incorrect["ground_truths"]) == len(incorrect["predicted_vals"]) == wrong
+    assert all(g != p for g, p in zip(incorrect["ground_truths"], incorrect["predicted_vals"]))
+    assert incorrect["images"][0].shape == (1, 28, 28)
+    assert all(0 < p <= 1 for p in incorrect["probabilities"])
+    evaluate(model, "cpu", loader, nn.CrossEntropyLoss(), incorrect)
+    assert len(incorrect["images"]) == wrong  # refilled, not appended to
+
+    figure = plot_incorrect(incorrect, count=10)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert len(titles) == 10
+    assert titles[0] == f"{incorrect['ground_truths'][0]} -> {incorrect['predicted_vals'][0]} " \
+                        f"({incorrect['probabilities'][0]:.2f})"
+    matplotlib.pyplot.close(figure)
+
+
+def test_confusion_matrix_and_per_class_accuracy(mnist_test):
+    torch.manual_seed(0)
+    model = Net()
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1000)), 512, "cpu")
+    matrix = get_confusion_matrix(model, "cpu", loader)
+    assert matrix.shape == (10, 10) and matrix.sum() == 1000
+    assert matrix.sum(dim=1).tolist() == torch.bincount(mnist_test.targets[:1000], minlength=10).tolist()
+    correct = sum(GetCorrectPredCount(model(d), t) for d, t in loader)
+    assert matrix.diag().sum().item() == correct
+    accuracy = per_class_accuracy(matrix)
+    assert accuracy[3].item() == pytest.approx(100 * matrix[3, 3].item() / matrix[3].sum().item())
+    figure = plot_confusion_matrix(matrix)
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert len(texts) == 100 and texts[0] == str(matrix[0, 0].item())
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == [str(d) for d in range(10)]
+    matplotlib.pyplot.close(figure)
+
+
+def test_a_non_finite_loss_stops_training_and_names_the_batch(mnist_test):
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(256)), 64, "cpu"))
+    batches[2][0][0, 0, 5, 5] = float("nan")
+    with pytest.raises(FloatingPointError, match="nan at epoch 7, batch 2"):
+        train(model, "cpu", batches, optimizer, nn.CrossEntropyLoss(), epoch=7)
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad batch never reached the weights
+
+
+def test_plot_loss_has_the_four_titled_axes():
+    figure = plot_loss([1.0, 0.5], [80.0, 90.0], [0.6, 0.4], [85.0, 95.0])
+    assert [ax.get_title() for ax in figure.axes] == ["Training Loss", "Training Accuracy", "Test Loss", "Test Accuracy"]
+    assert list(figure.axes[3].lines[0].get_ydata()) == [85.0, 95.0]
+    matplotlib.pyplot.close(figure)
+
+
+def test_device_on_this_machine():
+    expected = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    assert utils.device.type == expected
+    hidden = subprocess.run([sys.executable, "-c", "from utils import device; print(device)"], cwd=ROOT,
+                            env={**__import__("os").environ, "CUDA_VISIBLE_DEVICES": ""},
+                            capture_output=True, text=True, timeout=120)
+    assert hidden.stdout.strip() == ("mps" if torch.backends.mps.is_available() else "cpu")
+
+
+@pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"),
+                                                  (False, True, "mps"), (False, False, "cpu")])
+def test_device_preference(monkeypatch, cuda, mps, expected):
+    # only the two availability probes are replaced, to walk the branches this machine lacks
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    assert get_device() == torch.device(expected)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_on_cuda_with_bf16(mnist_test):
+    model = Net().to("cuda", memory_format=torch.channels_last)
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1024)), 256, "cuda", train=True)
+    accuracy, loss = train(model, "cuda", loader, optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                           nn.CrossEntropyLoss(), amp_dtype=utils.fast_amp_dtype("cuda"))
+    assert 0 <= accuracy <= 100 and loss > 0
