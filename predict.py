@@ -1,0 +1,153 @@
+"""Reads handwritten digits from ordinary image files with the trained Net.
+
+    python predict.py my_digit.png [more.jpg ...]        # path, digit, probability, top three
+    python predict.py my_digit.png --json                 # a JSON list, one object per image
+    python predict.py my_digit.png --checkpoint other.pt  # other weights (default: the shipped s5_net.pt)
+
+From Python: `from predict import predict; digit, probabilities = predict("my_digit.png")`; it also takes
+a PIL image or an array. Images are prepared the way MNIST itself was made: grey, white ink on black,
+cropped to the ink, scaled to fit 20x20, centred by centre of mass in 28x28, then normalized."""
+import argparse
+import functools
+import json
+import os
+import sys
+import warnings
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from checkpoint import CheckpointError, load_checkpoint
+from data import MNIST_MEAN, MNIST_STD
+from model import Net
+
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "s5_net.pt")
+MIN_CONTRAST = 0.1  # ink must differ from the background by a tenth of the grey range
+INK_THRESHOLD = 0.2  # fraction of the strongest ink that counts when cropping
+
+
+class ImageError(ValueError):
+    """An image that cannot be read as a digit; the message says why."""
+
+
+def read_image(path):
+    """Opens an image file fully, turning PIL's many failures into one ImageError sentence."""
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between MAX_IMAGE_PIXELS and twice that; refuse those too
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return image.copy()
+    except FileNotFoundError:
+        raise ImageError("no such file") from None
+    except IsADirectoryError:
+        raise ImageError("is a folder, not an image file") from None
+    except UnidentifiedImageError:
+        raise ImageError("not an image that PIL can read (use PNG, JPEG, BMP, GIF or TIFF)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(f"image too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, "
+                         "possibly a decompression bomb); scale it down first") from None
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"truncated or damaged image ({e})") from None
+
+
+def to_grey(image):
+    """(H, W) float tensor in [0, 1] from a path, a PIL image or an array (H, W) or (H, W, 3|4)."""
+    if isinstance(image, (str, os.PathLike)):
+        image = read_image(image)
+    elif isinstance(image, (np.ndarray, torch.Tensor)):
+        array = np.asarray(image.detach().cpu() if isinstance(image, torch.Tensor) else image)
+        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
+            raise ImageError(f"array of shape {array.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
+        if array.dtype != np.uint8:
+            array = np.clip(array.astype(np.float32) * (255.0 if array.max() <= 1.0 else 1.0), 0, 255)
+            array = array.astype(np.uint8)
+        image = Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array)
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        # transparent pixels are paper, not ink
+        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+    grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
+    return torch.from_numpy(grey.copy())
+
+
+def preprocess(image):
+    """A (1, 1, 28, 28) normalized tensor, made from a user's image the way MNIST was made."""
+    grey = to_grey(image)
+    border = torch.cat([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if border.median() > 0.5:  # dark ink on light paper: MNIST is white ink on black
+        grey, border = 1.0 - grey, 1.0 - border
+    ink = (grey - border.median()).clamp(min=0)
+    if ink.max() < MIN_CONTRAST:
+        raise ImageError("blank image: no ink found (the digit must be darker or lighter than the paper)")
+    ink = ink / ink.max()
+    rows = torch.nonzero((ink > INK_THRESHOLD).any(dim=1)).flatten()
+    cols = torch.nonzero((ink > INK_THRESHOLD).any(dim=0)).flatten()
+    ink = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+    scale = 20.0 / max(ink.shape)
+    height, width = (max(1, round(side * scale)) for side in ink.shape)
+    digit = F.interpolate(ink[None, None], size=(height, width), mode="bilinear", antialias=True,
+                          align_corners=False)[0, 0].clamp(0, 1)
+    # MNIST's digits have their centre of mass at pixel (14, 14)
+    mass = digit.sum()
+    com_y = (digit.sum(dim=1) * torch.arange(height)).sum() / mass
+    com_x = (digit.sum(dim=0) * torch.arange(width)).sum() / mass
+    top = min(max(round(14 - com_y.item()), 0), 28 - height)
+    left = min(max(round(14 - com_x.item()), 0), 28 - width)
+    canvas = torch.zeros(28, 28)
+    canvas[top:top + height, left:left + width] = digit
+    return ((canvas - MNIST_MEAN) / MNIST_STD).view(1, 1, 28, 28)
+
+
+@functools.lru_cache(maxsize=4)
+def load_model(checkpoint=DEFAULT_WEIGHTS):
+    """Net with the weights of a checkpoint, in eval mode on the CPU (raises CheckpointError)."""
+    model = Net()
+    load_checkpoint(checkpoint, model)
+    return model.eval()
+
+
+def predict(image, model=None):
+    """(digit, ten probabilities) for a path, a PIL image or an array; model defaults to the shipped weights."""
+    if model is None:
+        model = load_model()
+    with torch.inference_mode():
+        probabilities = model(preprocess(image)).exp()[0]
+    return int(probabilities.argmax()), probabilities.tolist()
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) showing one digit each")
+    parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    parser.add_argument("--checkpoint", default=DEFAULT_WEIGHTS, help="weights to use (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        model = load_model(args.checkpoint)
+    except CheckpointError as e:
+        print(f"predict.py: {e}", file=sys.stderr)
+        return 1
+    results, failed = [], False
+    for path in args.images:
+        try:
+            digit, probabilities = predict(path, model)
+        except ImageError as e:
+            print(f"{path}: {e}", file=sys.stderr)
+            results.append({"path": path, "error": str(e)})
+            failed = True
+            continue
+        results.append({"path": path, "digit": digit, "probabilities": probabilities})
+        if not args.json:
+            top = sorted(range(10), key=lambda d: -probabilities[d])[:3]
+            print(f"{path}: {digit} ({probabilities[digit]:.1%}); top three: "
+                  + ", ".join(f"{d} {probabilities[d]:.1%}" for d in top))
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

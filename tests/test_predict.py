@@ -1,0 +1,138 @@
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import predict
+from checkpoint import load_checkpoint
+from conftest import ROOT
+from data import DeviceLoader
+from model import Net
+from utils import GetCorrectPredCount
+
+
+def user_image(digit, rng, size, mode):
+    """An MNIST digit re-drawn as a user would hand it in: dark ink on light paper, larger, off-centre."""
+    ink = Image.fromarray(255 - digit.numpy()).resize((size, size), Image.BILINEAR)
+    canvas = Image.new("L", (int(size * 1.8), int(size * 1.5)), 255)
+    canvas.paste(ink, (int(rng.integers(0, canvas.width - size)), int(rng.integers(0, canvas.height - size))))
+    return canvas.convert("RGB") if mode != "L" else canvas
+
+
+def test_shipped_weights_reach_their_stated_accuracy(mnist_test):
+    model = Net()
+    state = load_checkpoint(predict.DEFAULT_WEIGHTS, model)
+    assert state["test_accuracy"] >= 99.2
+    model.eval()
+    with torch.inference_mode():
+        correct = sum(GetCorrectPredCount(model(d), t) for d, t in DeviceLoader(mnist_test, 1000, "cpu"))
+    # this machine's float arithmetic may differ from the training machine's by a digit or two
+    assert abs(correct / 100 - state["test_accuracy"]) <= 0.03
+
+
+def test_reads_mnist_digits_redrawn_as_user_images(mnist_test, tmp_path):
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(mnist_test), size=400, replace=False)
+    correct = 0
+    for i, index in enumerate(picks):
+        size = (40, 64, 100, 180)[i % 4]
+        kind = ("png-grey", "png-rgb", "jpeg-rgb", "png-grey")[(i // 4) % 4]
+        image = user_image(mnist_test.data[index], rng, size, "L" if kind == "png-grey" else "RGB")
+        path = tmp_path / f"{i}.{'jpg' if kind.startswith('jpeg') else 'png'}"
+        image.save(path, quality=90) if kind.startswith("jpeg") else image.save(path)
+        digit, probabilities = predict.predict(str(path))
+        correct += digit == mnist_test.targets[index].item()
+    accuracy = correct / len(picks)
+    print(f"re-drawn MNIST test digits read right: {accuracy:.1%}")
+    assert accuracy >= 0.95
+
+
+def test_preprocessing_turns_an_mnist_digit_back_into_itself(mnist_test):
+    digit = mnist_test.data[0]
+    prepared = predict.preprocess(Image.fromarray(255 - digit.numpy()).resize((112, 112), Image.BILINEAR))
+    restored = prepared[0, 0] * 0.3081 + 0.1307
+    assert prepared.shape == (1, 1, 28, 28)
+    assert (restored - digit.float() / 255).abs().mean() < 0.08
+
+
+def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
+    image = user_image(mnist_test.data[0], np.random.default_rng(1), 64, "L")  # a 7
+    image.save(tmp_path / "seven.png")
+    from_path = predict.predict(str(tmp_path / "seven.png"))
+    assert from_path[0] == 7 and len(from_path[1]) == 10 and sum(from_path[1]) == pytest.approx(1, abs=1e-5)
+    assert predict.predict(image) == from_path
+    assert predict.predict(np.asarray(image)) == from_path
+    assert predict.predict(np.asarray(image.convert("RGB"))) == from_path
+    assert predict.predict(np.asarray(image, dtype=np.float32) / 255)[0] == 7
+
+
+def png_header_only(path, width, height):
+    """A tiny PNG file that claims a huge size: decoding it would need width x height pixels."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def mixed_images(mnist_test, tmp_path):
+    user_image(mnist_test.data[1], np.random.default_rng(2), 90, "RGB").save(tmp_path / "two.jpg")  # a 2
+    (tmp_path / "notes.txt").write_text("not an image")
+    buffer = tmp_path / "full.png"
+    user_image(mnist_test.data[0], np.random.default_rng(3), 200, "L").save(buffer)
+    (tmp_path / "truncated.png").write_bytes(buffer.read_bytes()[:300])
+    Image.new("L", (64, 64), 250).save(tmp_path / "blank.png")
+    png_header_only(tmp_path / "bomb.png", 40000, 40000)
+    names = ["two.jpg", "missing.png", "notes.txt", "truncated.png", "blank.png", "bomb.png"]
+    return [str(tmp_path / name) for name in names]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *args], capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_cli_answers_every_image_and_names_each_bad_one(mixed_images):
+    run = run_cli(*mixed_images)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(mixed_images[0] + ": 2 (") and "top three: 2 " in lines[0]
+    errors = run.stderr.strip().splitlines()
+    assert len(errors) == 5
+    for path, error, expected in zip(mixed_images[1:], errors, ["no such file", "not an image",
+                                                                "truncated or damaged", "blank image",
+                                                                "too large to decode safely"]):
+        assert error.startswith(path + ": ") and expected in error
+
+
+def test_cli_json(mixed_images):
+    run = run_cli("--json", *mixed_images[:3])
+    assert run.returncode == 1
+    answers = json.loads(run.stdout)
+    assert [a["path"] for a in answers] == mixed_images[:3]
+    assert answers[0]["digit"] == 2 and len(answers[0]["probabilities"]) == 10
+    assert sum(answers[0]["probabilities"]) == pytest.approx(1, abs=1e-4)
+    assert set(answers[1]) == {"path", "error"} and "no such file" in answers[1]["error"]
+    assert run_cli("--json", mixed_images[0]).returncode == 0
+
+
+def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"PK\x03\x04 not really a checkpoint")
+    run = run_cli("--checkpoint", str(broken), mixed_images[0])
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [run.stderr.strip()]
+    assert "broken.pt is not a readable PyTorch checkpoint" in run.stderr
+    foreign = tmp_path / "foreign.pt"
+    torch.save(torch.nn.Linear(3, 3).state_dict(), foreign)
+    run = run_cli("--checkpoint", str(foreign), mixed_images[0])
+    assert run.returncode == 1 and "does not fit Net" in run.stderr and "Traceback" not in run.stderr
