@@ -6,6 +6,7 @@
 Both pipelines train the same Net with the same recipe through utils.train; they take turns, so that a
 drift in the machine's speed hits both. Reads MNIST from MNIST_DATA_DIR (default ../data)."""
 import argparse
+import multiprocessing
 import os
 import resource
 import statistics
@@ -96,7 +97,7 @@ def matmul_peak():
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def step_breakdown(pipeline, batch_size, steps):
+def step_breakdown(pipeline, steps, batch_size):
     """Median milliseconds of each part of a fast training step, timed one part at a time."""
     model, loader, optimizer, amp_dtype = pipeline
     criterion = nn.CrossEntropyLoss()
@@ -140,22 +141,53 @@ def report_breakdown(parts, batch_size):
           f"({100 * floor / total:.0f}% of the way there)")
 
 
-def run_throughput(args):
+def serve(conn, fast, batch_size):
+    """Runs one pipeline in a process of its own and answers ('rate', steps) and ('breakdown', steps).
+
+    Its own process, because the fast path changes how this process's memory allocator behaves
+    (utils.keep_freed_memory), which would also speed up the seed pipeline as the original never was."""
     torch.manual_seed(0)
-    train_data = load_mnist(train=True, transform=train_transforms)
-    pipelines = {"seed": make_pipeline(False, train_data, args.batch_size),
-                 "fast": make_pipeline(True, train_data, args.batch_size)}
+    pipeline = make_pipeline(fast, load_mnist(train=True, transform=train_transforms), batch_size)
+    answers = {"rate": images_per_second, "breakdown": step_breakdown}
+    for command, steps in iter(conn.recv, ("stop", 0)):
+        conn.send(answers[command](pipeline, steps, batch_size))
+
+
+def run_throughput(args):
+    context = multiprocessing.get_context("spawn")
+    workers = {}
+    for name in ("seed", "fast"):
+        conn, child_end = context.Pipe()
+        process = context.Process(target=serve, args=(child_end, name == "fast", args.batch_size))
+        process.start()
+        child_end.close()  # so that a crashed worker shows up as EOFError here
+        workers[name] = conn, process
+
+    def ask(name, command, steps):
+        conn = workers[name][0]
+        conn.send((command, steps))
+        try:
+            return conn.recv()
+        except EOFError:
+            raise SystemExit(f"benchmark.py: the {name} pipeline's process failed (its error is above)") from None
+
     print(f"device: {device}; {args.rounds} alternating rounds of {args.steps} steps "
-          f"(batch {args.batch_size}) after a warm-up round")
-    rates = {name: [] for name in pipelines}
-    for rnd in range(args.rounds + 1):
-        order = ["seed", "fast"] if rnd % 2 else ["fast", "seed"]
-        for name in order:
-            rate = images_per_second(pipelines[name], args.steps if rnd else 2, args.batch_size)
-            if rnd:
-                rates[name].append(rate)
-                print(f"  round {rnd} {name}: {rate:8.0f} images/s", flush=True)
-    report_breakdown(step_breakdown(pipelines["fast"], args.batch_size, args.steps), args.batch_size)
+          f"(batch {args.batch_size}) after a warm-up round; each pipeline in its own process")
+    rates = {name: [] for name in workers}
+    try:
+        for rnd in range(args.rounds + 1):
+            for name in (["seed", "fast"] if rnd % 2 else ["fast", "seed"]):
+                rate = ask(name, "rate", args.steps if rnd else 2)
+                if rnd:
+                    rates[name].append(rate)
+                    print(f"  round {rnd} {name}: {rate:8.0f} images/s", flush=True)
+        parts = ask("fast", "breakdown", args.steps)
+    finally:
+        for conn, process in workers.values():
+            if process.is_alive():
+                conn.send(("stop", 0))
+            process.join()
+    report_breakdown(parts, args.batch_size)
     seed, fast = statistics.median(rates["seed"]), statistics.median(rates["fast"])
     print(f"\nseed pipeline (PIL transforms, 2 workers, float32, NCHW): {seed:8.0f} images/s (median)")
     print(f"fast path (device-resident, batched augmentation, {fast_amp_dtype(device)}, channels_last): "
