@@ -160,7 +160,7 @@ def plot_incorrect(incorrect_pred, count=20, cols=5):
     for i, ax in enumerate(axs.flat):
         ax.axis("off")
         if i < count:
-            ax.imshow(incorrect_pred["images"][i].squeeze(0), cmap="gray")
+            ax.imshow(incorrect_pred["images"][i].squeeze(0).numpy(), cmap="gray")
             ax.set_title(f"{incorrect_pred['ground_truths'][i]} -> {incorrect_pred['predicted_vals'][i]}"
                          f" ({incorrect_pred['probabilities'][i]:.2f})")
     fig.suptitle(f"{len(incorrect_pred['images'])} misclassified test digits: label -> prediction (probability)")
@@ -187,8 +187,9 @@ def per_class_accuracy(matrix):
 def plot_confusion_matrix(matrix):
     """The confusion matrix with its counts, beside the accuracy of each digit; returns the figure."""
     fig, (ax, bar) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [3, 2]})
-    ax.imshow(matrix.float().log1p(), cmap="Blues")
-    threshold = matrix.float().log1p().max() / 2
+    shade = matrix.float().log1p()  # a log scale, so that the few mistakes show beside the diagonal
+    ax.imshow(shade.numpy(), cmap="Blues")
+    threshold = shade.max().item() / 2
     for true in range(10):
         for pred in range(10):
             value = matrix[true, pred].item()
