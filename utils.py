@@ -35,8 +35,8 @@ def keep_freed_memory():
     """Stops glibc from handing large freed blocks back to the kernel (Linux only; elsewhere a no-op).
 
     A training step on the CPU allocates activations of tens of MB and frees them again; by default
-    glibc maps each one fresh from the kernel, and the page faults that follow cost about a quarter
-    of the step on a 2-core machine. Keeping freed memory in the heap removes them."""
+    glibc maps each one fresh from the kernel, and on 2 cores the page faults that follow take a
+    large share of the step. Keeping freed memory in the heap removes them."""
     if not sys.platform.startswith("linux"):
         return False
     try:
