@@ -80,7 +80,7 @@ def _download(data_dir):
         raise MNISTUnavailable(
             f"MNIST is not in {raw} and could not be downloaded ({str(e).splitlines()[0]}). "
             f"Put the four files {names} into that folder, or set MNIST_DATA_DIR to a folder "
-            "holding them in MNIST/raw/ (for example MNIST_DATA_DIR=../shared/data).") from None
+            "holding them in MNIST/raw/.") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -124,9 +124,8 @@ def augment(images, angles=None, crop=None):
         images = images.clone()
         idx = torch.tensor(cropped, device=images.device)
         # CenterCrop(22) of 28 starts at round(3.0) = 3; upsampling, so antialiasing changes nothing
-        zoomed = F.interpolate(images[idx, :, 3:25, 3:25], size=(28, 28), mode="bilinear",
-                               align_corners=False)
-        images[idx] = zoomed
+        images[idx] = F.interpolate(images[idx, :, 3:25, 3:25], size=(28, 28), mode="bilinear",
+                                    align_corners=False)
     rad = torch.deg2rad(torch.as_tensor(angles, dtype=torch.float32)).to(images.device)
     cos, sin, zero = torch.cos(rad), torch.sin(rad), torch.zeros_like(rad)
     # maps output to input coordinates (y pointing down), as torchvision's inverse affine matrix does
