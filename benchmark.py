@@ -1,10 +1,13 @@
 """The seed pipeline against the fast path, measured in one run on this machine.
 
-    python benchmark.py            # images/s of each, step breakdown, last line 'speedup: X.XX'
+    python benchmark.py            # images/s of each, where a fast step's time goes, last line 'speedup: X.XX'
     python benchmark.py --full     # the whole 20-epoch fast recipe (S5.ipynb, fast=True): time, accuracy, RSS
+    S5_PRECISION=fp32 python benchmark.py   # the fast path in a precision of your choice (bf16, fp16, fp32)
 
 Both pipelines train the same Net with the same recipe through utils.train; they take turns, so that a
-drift in the machine's speed hits both. Reads MNIST from MNIST_DATA_DIR (default ../data)."""
+drift in the machine's speed hits both. The arithmetic limit is measured in the precision the fast path
+uses on this device (fast.fast_amp_dtype), never in one the device would have to emulate. Reads MNIST
+from MNIST_DATA_DIR (default ../data). The default run takes about 2 minutes on a 2-core CPU."""
 import argparse
 import multiprocessing
 import os
@@ -20,9 +23,10 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
-from data import DeviceLoader, load_mnist, train_transforms
+from data import load_mnist, train_transforms
+from fast import DeviceLoader, grad_scaler, precision_name, prepare_fast
 from model import Net
-from utils import device, fast_amp_dtype, prepare_fast, train
+from utils import device, train
 
 
 class Steps:
@@ -50,8 +54,20 @@ def sync():
         torch.mps.synchronize()
 
 
+def median_seconds(work, repeats):
+    work()  # warm-up: the first call picks algorithms and allocates
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        sync()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def make_pipeline(fast, train_data, batch_size):
-    """(model, loader, optimizer, amp_dtype) of one pipeline, as S5.ipynb builds them."""
+    """(model, loader, optimizer, amp_dtype, scaler) of one pipeline, as S5.ipynb builds them."""
     model, amp_dtype = Net().to(device), None
     if fast:
         model, amp_dtype = prepare_fast(model, device)
@@ -60,46 +76,70 @@ def make_pipeline(fast, train_data, batch_size):
         loader = torch.utils.data.DataLoader(train_data, batch_size=batch_size, shuffle=True, num_workers=2,
                                              pin_memory=device.type == "cuda")
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return model, loader, optimizer, amp_dtype
+    return model, loader, optimizer, amp_dtype, grad_scaler(device, amp_dtype)
 
 
 def images_per_second(pipeline, steps, batch_size):
-    model, loader, optimizer, amp_dtype = pipeline
+    model, loader, optimizer, amp_dtype, scaler = pipeline
     batches = Steps(loader, steps)
     sync()
     start = time.perf_counter()
-    train(model, device, batches, optimizer, nn.CrossEntropyLoss(), amp_dtype)
+    train(model, device, batches, optimizer, nn.CrossEntropyLoss(), amp_dtype, scaler=scaler)
     sync()
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def forward_flops(batch_size):
-    """Multiply-adds x2 of one forward pass, from the layer shapes (conv: out_h*out_w*out_c*in_c*9)."""
-    convs = [(26, 32, 1), (24, 64, 32), (10, 128, 64), (8, 256, 128)]
-    macs = sum(size * size * out_c * in_c * 9 for size, out_c, in_c in convs) + 4096 * 50 + 50 * 10
-    return 2 * macs * batch_size
-
-
-def matmul_peak():
-    """bf16 matrix-multiply GFLOP/s on this device: the ceiling for a step's arithmetic."""
+def matmul_peak(amp_dtype):
+    """Matrix-multiply GFLOP/s in the fast path's dtype on this device: the ceiling for a step's arithmetic."""
     n = 8192 if device.type == "cuda" else 2048
-    a = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    b = torch.randn(n, n, device=device, dtype=torch.bfloat16)
-    for _ in range(2):
-        a @ b
-    sync()
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
+    a, b = (torch.randn(n, n, device=device, dtype=amp_dtype or torch.float32) for _ in range(2))
+    return 2 * n ** 3 / median_seconds(lambda: a @ b, 5) / 1e9
+
+
+def layers_of(model, data):
+    """[(name, module, its input, forward FLOPs)] of the convolutions and linear layers, from a real forward."""
+    name_of = {m: n for n, m in model.named_modules() if isinstance(m, (nn.Conv2d, nn.Linear))}
+    layers = []
+
+    def record(module, inputs, output):
+        fan_in = module.weight[0].numel()  # in_channels * kh * kw, or in_features
+        layers.append((name_of[module], module, inputs[0].detach(), 2 * output.numel() * fan_in))
+
+    hooks = [m.register_forward_hook(record) for m in name_of]
+    with torch.no_grad():
+        model(data)
+    for hook in hooks:
+        hook.remove()
+    return layers
+
+
+def conv_times(conv, inputs, amp_dtype, repeats):
+    """Median seconds of one convolution's forward, and of its backward (weight gradients, and input
+    gradients except where the input is the data), in the fast path's precision and memory format."""
+    inputs = inputs.clone().requires_grad_(conv.in_channels > 1)
+
+    def forward():
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            return conv(inputs)
+
+    grad = torch.randn_like(forward())
+
+    def backward():
+        output = forward()
         sync()
-        times.append(time.perf_counter() - start)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+        start = time.perf_counter()
+        output.backward(grad)
+        sync()
+        return time.perf_counter() - start
+
+    backward()
+    return median_seconds(forward, repeats), statistics.median(backward() for _ in range(repeats))
 
 
 def step_breakdown(pipeline, steps, batch_size):
-    """Median milliseconds of each part of a fast training step, timed one part at a time."""
-    model, loader, optimizer, amp_dtype = pipeline
+    """Median milliseconds of each part of a fast training step, timed one part at a time; each
+    convolution alone; the FLOPs of a step and the matmul peak, all in the fast path's precision."""
+    model, loader, optimizer, amp_dtype, scaler = pipeline
     criterion = nn.CrossEntropyLoss()
     parts = {"augmentation": [], "forward": [], "backward": [], "optimizer": []}
     iterator = iter(loader)
@@ -114,38 +154,52 @@ def step_breakdown(pipeline, steps, batch_size):
             loss = criterion(model(data), target)
         sync()
         marks.append(time.perf_counter())
-        loss.backward()
+        scaler.scale(loss).backward()
         sync()
         marks.append(time.perf_counter())
-        optimizer.step()
+        scaler.step(optimizer)
+        scaler.update()
         sync()
         marks.append(time.perf_counter())
         if i >= 2:  # two warm-up steps
             for name, begin, end in zip(parts, marks, marks[1:]):
                 parts[name].append(1000 * (end - begin))
-    return {name: statistics.median(values) for name, values in parts.items()}
+    layers = layers_of(model, data)
+    forward = sum(flops for *_, flops in layers)
+    backward = 2 * forward - layers[0][3]  # twice the forward, less conv1's input gradient, which nobody needs
+    convs = [(name, tuple(x.shape[1:]), flops, 1 if name == layers[0][0] else 2, *conv_times(m, x, amp_dtype, steps))
+             for name, m, x, flops in layers if isinstance(m, nn.Conv2d)]
+    return {"precision": precision_name(amp_dtype), "peak": matmul_peak(amp_dtype), "forward": forward,
+            "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()}, "convs": convs}
 
 
-def report_breakdown(parts, batch_size):
-    peak = matmul_peak()
-    fwd = forward_flops(batch_size)
-    bwd = 2 * fwd - 2 * 26 * 26 * 32 * 9 * batch_size  # conv1 needs no gradient for its input
+def report_breakdown(b, batch_size):
+    peak, parts = b["peak"], b["parts"]
     total = sum(parts.values())
-    print(f"\nfast step breakdown ({device}, batch {batch_size}; bf16 matmul peak {peak:.0f} GFLOP/s):")
+
+    def rate(flops, seconds):
+        return f"{flops / seconds / 1e9:6.0f} GFLOP/s = {100 * flops / seconds / 1e9 / peak:3.0f}% of peak"
+
+    print(f"\nfast step breakdown ({device}, {b['precision']}, batch {batch_size}; {b['precision']} matmul peak "
+          f"{peak:.0f} GFLOP/s):")
     for name, ms in parts.items():
-        flops = {"forward": fwd, "backward": bwd}.get(name)
-        rate = f"  {flops / ms / 1e6:7.0f} GFLOP/s = {100 * flops / ms / 1e6 / peak:3.0f}% of peak" if flops else ""
-        print(f"  {name:<13}{ms:8.1f} ms  {100 * ms / total:4.0f}%{rate}")
-    floor = (fwd + bwd) / peak / 1e6
+        flops = b.get(name) if name in ("forward", "backward") else None
+        print(f"  {name:<13}{ms:8.1f} ms  {100 * ms / total:4.0f}%" + (f"  {rate(flops, ms / 1000)}" if flops else ""))
+    floor = (b["forward"] + b["backward"]) / peak / 1e6
     print(f"  whole step   {total:8.1f} ms; its arithmetic at peak would take {floor:.1f} ms "
           f"({100 * floor / total:.0f}% of the way there)")
+    print(f"\neach convolution alone ({b['precision']}, batch {batch_size}; backward: weight and input gradients, "
+          "conv1 weight only):")
+    for name, shape, flops, backward_factor, forward_s, backward_s in b["convs"]:
+        print(f"  {name} on {'x'.join(map(str, shape)):>9}: forward {1000 * forward_s:6.1f} ms "
+              f"{rate(flops, forward_s)}; backward {1000 * backward_s:6.1f} ms {rate(backward_factor * flops, backward_s)}")
 
 
 def serve(conn, fast, batch_size):
     """Runs one pipeline in a process of its own and answers ('rate', steps) and ('breakdown', steps).
 
     Its own process, because the fast path changes how this process's memory allocator behaves
-    (utils.keep_freed_memory), which would also speed up the seed pipeline as the original never was."""
+    (fast.keep_freed_memory), which would also speed up the seed pipeline as the original never was."""
     torch.manual_seed(0)
     pipeline = make_pipeline(fast, load_mnist(train=True, transform=train_transforms), batch_size)
     answers = {"rate": images_per_second, "breakdown": step_breakdown}
@@ -181,16 +235,16 @@ def run_throughput(args):
                 if rnd:
                     rates[name].append(rate)
                     print(f"  round {rnd} {name}: {rate:8.0f} images/s", flush=True)
-        parts = ask("fast", "breakdown", args.steps)
+        breakdown = ask("fast", "breakdown", args.steps)
     finally:
         for conn, process in workers.values():
             if process.is_alive():
                 conn.send(("stop", 0))
             process.join()
-    report_breakdown(parts, args.batch_size)
+    report_breakdown(breakdown, args.batch_size)
     seed, fast = statistics.median(rates["seed"]), statistics.median(rates["fast"])
-    print(f"\nseed pipeline (PIL transforms, 2 workers, float32, NCHW): {seed:8.0f} images/s (median)")
-    print(f"fast path (device-resident, batched augmentation, {fast_amp_dtype(device)}, channels_last): "
+    print(f"\nseed pipeline (PIL transforms, 2 workers, fp32, NCHW): {seed:8.0f} images/s (median)")
+    print(f"fast path (device-resident, batched augmentation, {breakdown['precision']}, channels_last): "
           f"{fast:8.0f} images/s (median)")
     print(f"speedup: {fast / seed:.2f}")
 
@@ -208,12 +262,14 @@ def run_full(args):
             parameters={"fast": True, "epochs": args.epochs, "seed": args.seed, "weights_path": weights,
                         "batch_size": args.batch_size})
         wall = time.perf_counter() - start
-        history = load_checkpoint(weights)["history"]
+        state = load_checkpoint(weights)
     # the notebook's kernel is a child process that has ended: its peak RSS is counted here (KiB on Linux)
     rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
+    epoch_times = state["history"].get("epoch_seconds", [])
+    per_epoch = f", {statistics.median(epoch_times):.2f} s per epoch (median)" if epoch_times else ""
     print(f"full fast run on {device}: {args.epochs} epochs, seed {args.seed}: wall {wall:.1f} s "
-          f"(notebook start to end), final test accuracy {history['test_acc'][-1]:.2f}%, "
-          f"peak RSS {rss_gib:.2f} GiB")
+          f"(notebook start to end), training loop {state.get('train_seconds', float('nan')):.1f} s{per_epoch}, "
+          f"final test accuracy {state['history']['test_acc'][-1]:.2f}%, peak RSS {rss_gib:.2f} GiB")
 
 
 def main(argv=None):
@@ -222,7 +278,7 @@ def main(argv=None):
     parser.add_argument("--seed", type=int, default=1, help="random seed of the full run")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the full run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds")
-    parser.add_argument("--steps", type=int, default=10, help="training steps per round")
+    parser.add_argument("--steps", type=int, default=6, help="training steps per round")
     parser.add_argument("--batch-size", type=int, default=512)
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.steps < 2:

@@ -1,4 +1,4 @@
-"""Saving and resuming runs: model, optimizer, scheduler, epoch, history and RNG states.
+"""Saving and resuming runs: model, optimizer, scheduler, gradient scaler, epoch, history and RNG states.
 
 Writes are atomic (a temporary file in the same folder, then a rename), and loading goes through
 torch.load(weights_only=True), so a checkpoint can carry tensors and plain data but never code."""
@@ -27,16 +27,19 @@ def set_rng_states(states):
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
-def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, history=None, **extra):
+def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, history=None, scaler=None, **extra):
     """Writes everything needed to resume after `epoch`; the previous file survives a crash mid-write.
 
     history: e.g. {'train_losses': [...], 'train_acc': [...], 'test_losses': [...], 'test_acc': [...]}.
+    scaler: the fp16 path's torch.amp.GradScaler, whose loss scale a resumed run needs.
     extra: more plain values to keep (e.g. test_accuracy=99.3)."""
     state = {"model": model.state_dict(), "epoch": epoch, "history": history, "rng": rng_states(), **extra}
     if optimizer is not None:
         state["optimizer"] = optimizer.state_dict()
     if scheduler is not None:
         state["scheduler"] = scheduler.state_dict()
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
     try:
@@ -53,7 +56,8 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, his
         raise
 
 
-def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_location="cpu", restore_rng=False):
+def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_location="cpu", restore_rng=False,
+                    scaler=None):
     """Reads a checkpoint safely and loads it into whatever objects are given; returns the dict.
 
     A bare state dict (torch.save(model.state_dict(), path)) is accepted too.
@@ -84,6 +88,8 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
             raise CheckpointError(
                 f"{path} does not fit {type(model).__name__}: {str(e).strip().splitlines()[0]}. "
                 "It was saved from another network; use weights trained for this one.") from None
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
     for name, target in (("optimizer", optimizer), ("scheduler", scheduler)):
         if target is not None:
             if name not in state:

@@ -3,9 +3,9 @@
 `from utils import *` gives device, train, test, plot_loss, get_summary, GetCorrectPredCount and plt,
 as the original notebook expects, plus the evaluation pictures."""
 import copy
-import ctypes
 import math
 import sys
+import time
 import warnings
 
 import matplotlib.pyplot as plt
@@ -31,112 +31,118 @@ def get_device():
 device = get_device()
 
 
-def keep_freed_memory():
-    """Stops glibc from handing large freed blocks back to the kernel (Linux only; elsewhere a no-op).
-
-    A training step on the CPU allocates activations of tens of MB and frees them again; by default
-    glibc maps each one fresh from the kernel, and on 2 cores the page faults that follow take a
-    large share of the step. Keeping freed memory in the heap removes them."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
-        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 30))
-    except (OSError, AttributeError):  # not glibc
-        return False
-
-
-def prepare_fast(model, device):
-    """The fast path's model settings: channels_last weights and the autocast dtype to train with
-    (see fast_amp_dtype); on the CPU also keep_freed_memory. Returns (model, amp_dtype)."""
-    if torch.device(device).type == "cpu":
-        keep_freed_memory()
-    return model.to(memory_format=torch.channels_last), fast_amp_dtype(device)
-
-
-def fast_amp_dtype(device):
-    """bfloat16 where autocast runs it natively (CUDA, CPUs with AVX-512 bf16 or AMX), else None."""
-    device = torch.device(device)
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16
-    if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():
-        return torch.bfloat16
-    return None
-
-
 def _autocast(device, amp_dtype):
     return torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
 
+def count_correct(prediction, labels):
+    """How many rows of `prediction` have their largest value at the label, as a tensor on their device."""
+    return prediction.argmax(dim=1).eq(labels).sum()
+
+
 def GetCorrectPredCount(pPrediction, pLabels):
-    return pPrediction.argmax(dim=1).eq(pLabels).sum().item()
+    return count_correct(pPrediction, pLabels).item()
 
 
-def train(model, device, train_loader, optimizer, criterion, amp_dtype=None, epoch=None):
+def live_progress():
+    """Live bars in Jupyter (with ipywidgets) and on a terminal. Elsewhere, in papermill's notebooks,
+    CI logs and files, every refresh of a text bar would be kept, so each epoch writes one final line."""
+    widgets = any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__)
+    return widgets or sys.stderr.isatty()
+
+
+def _check_finite(losses, first, last, epoch):
+    """Raises FloatingPointError naming the first batch in first..last whose loss is not finite."""
+    bad = torch.nonzero(~torch.isfinite(losses[first:last + 1])).flatten()
+    if len(bad):
+        batch = first + bad[0].item()
+        where = f"epoch {epoch}, batch {batch}" if epoch is not None else f"batch {batch}"
+        raise FloatingPointError(
+            f"Training loss became {losses[batch].item()} at {where}: training stopped. Lower the learning "
+            "rate, or check that the inputs are normalized and contain no NaN.")
+
+
+def train(model, device, train_loader, optimizer, criterion, amp_dtype=None, epoch=None, scaler=None):
     """One epoch of training; returns (accuracy in %, mean loss per batch).
 
-    amp_dtype: run forward and loss under autocast in that dtype (the fast path uses bfloat16).
-    A loss that is not finite stops training before it reaches the weights."""
+    amp_dtype: run forward and loss under autocast in that dtype (fast.fast_amp_dtype picks it).
+    scaler: a torch.amp.GradScaler, which float16 needs (fast.grad_scaler).
+    A loss that is not finite stops training, naming the epoch and the batch. The loop reads values
+    back from the device only when it shows them: on the CPU that is free, so it looks at every
+    batch and a bad one never reaches the weights; on a GPU it looks when the bar refreshes and at
+    the end of the epoch, so that the GPU never waits for the host."""
     model.train()
-    pbar = tqdm(train_loader)
-    total_loss, correct, processed = 0.0, 0, 0
+    device = torch.device(device)
+    live = live_progress()
+    pbar = tqdm(train_loader, delay=0 if live else math.inf)  # not live: printed once, below
+    print_at_end = not live and not pbar.disable  # the bar disables itself when it closes
+    losses = torch.zeros(len(train_loader), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    processed, checked, shown_at = 0, 0, time.monotonic()
     for batch_idx, (data, target) in enumerate(pbar):
         data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
         optimizer.zero_grad(set_to_none=True)
         with _autocast(device, amp_dtype):
             pred = model(data)
             loss = criterion(pred, target)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            where = f"epoch {epoch}, batch {batch_idx}" if epoch is not None else f"batch {batch_idx}"
-            raise FloatingPointError(
-                f"Training loss became {loss_value} at {where}: training stopped. Lower the learning "
-                "rate, or check that the inputs are normalized and contain no NaN.")
-        loss.backward()
-        optimizer.step()
-
-        total_loss += loss_value
-        correct += GetCorrectPredCount(pred, target)
+        losses[batch_idx] = loss.detach()
+        correct += count_correct(pred, target)
         processed += len(data)
-        pbar.set_description(
-            f"Train: Loss={loss_value:0.4f} Batch_id={batch_idx} Accuracy={100 * correct / processed:0.2f}")
-    return 100 * correct / processed, total_loss / len(train_loader)
+        last = batch_idx == len(losses) - 1
+        if device.type == "cpu" or last or (live and time.monotonic() - shown_at >= pbar.mininterval):
+            _check_finite(losses, checked, batch_idx, epoch)
+            checked, shown_at = batch_idx + 1, time.monotonic()
+            pbar.set_description(f"Train: Loss={losses[batch_idx].item():0.4f} Batch_id={batch_idx} "
+                                 f"Accuracy={100 * correct.item() / processed:0.2f}", refresh=False)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            loss.backward()
+            optimizer.step()
+    if print_at_end:
+        print(pbar, file=sys.stderr, flush=True)
+    return 100 * correct.item() / processed, losses.sum().item() / len(losses)
 
 
 def test(model, device, test_loader, criterion, incorrect_pred=None, amp_dtype=None):
     """Evaluates the model; prints the original's line and returns (accuracy in %, mean loss per sample).
 
     incorrect_pred: the notebook's {'images': [], 'ground_truths': [], 'predicted_vals': []}; when
-    given, it is refilled with this evaluation's misclassified samples (and their 'probabilities')."""
+    given, it is refilled with this evaluation's misclassified samples (and their 'probabilities').
+    Sums stay on the device until the end, so a GPU is never made to wait batch by batch."""
     model.eval()
-    if incorrect_pred is not None:
-        for key in ("images", "ground_truths", "predicted_vals", "probabilities"):
-            incorrect_pred[key] = []
-    total_loss, correct, count = 0.0, 0, 0
+    device = torch.device(device)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count, batches = 0, []
     with torch.inference_mode(), _autocast(device, amp_dtype):
         for data, target in test_loader:
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
             output = model(data)
-            total_loss += criterion(output, target).item() * len(data)  # criterion averages the batch
-            correct += GetCorrectPredCount(output, target)
+            total_loss += criterion(output, target).float() * len(data)  # criterion averages the batch
+            correct += count_correct(output, target)
             count += len(data)
             if incorrect_pred is not None:
-                _collect_incorrect(incorrect_pred, data, target, output)
-    test_loss = total_loss / count
+                batches.append((data, target, output))
+    if incorrect_pred is not None:
+        _fill_incorrect(incorrect_pred, batches)
+    test_loss, correct = total_loss.item() / count, correct.item()
     print(f"\nTest set: Average loss: {test_loss:.4f}, Accuracy: {correct}/{count} "
           f"({100. * correct / count:.2f}%)\n")
     return 100. * correct / count, test_loss
 
 
-def _collect_incorrect(incorrect_pred, data, target, output):
-    probs = output.float().softmax(dim=1)
-    best_prob, predicted = probs.max(dim=1)
-    wrong = predicted.ne(target).cpu()
-    incorrect_pred["images"].extend(data[wrong.to(data.device)].float().cpu())
-    incorrect_pred["ground_truths"].extend(target.cpu()[wrong].tolist())
-    incorrect_pred["predicted_vals"].extend(predicted.cpu()[wrong].tolist())
-    incorrect_pred["probabilities"].extend(best_prob.cpu()[wrong].tolist())
+def _fill_incorrect(incorrect_pred, batches):
+    data = torch.cat([d for d, _, _ in batches])
+    target = torch.cat([t for _, t, _ in batches])
+    best_prob, predicted = torch.cat([o for _, _, o in batches]).float().softmax(dim=1).max(dim=1)
+    wrong = predicted.ne(target)
+    incorrect_pred["images"] = list(data[wrong].float().cpu())
+    incorrect_pred["ground_truths"] = target[wrong].tolist()
+    incorrect_pred["predicted_vals"] = predicted[wrong].tolist()
+    incorrect_pred["probabilities"] = best_prob[wrong].tolist()
 
 
 def plot_loss(train_losses, train_acc, test_losses, test_acc):

@@ -7,9 +7,9 @@ import torch.nn as nn
 import torch.optim as optim
 
 from checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from data import DeviceLoader
+from fast import DeviceLoader, grad_scaler, prepare_fast
 from model import Net
-from utils import prepare_fast, train
+from utils import train
 
 
 class WritesAFile:
@@ -124,3 +124,14 @@ def test_the_same_seed_gives_the_same_fast_run(mnist_train):
         run_epochs(model, optimizer, scheduler, amp_dtype, loader, [1], {"train_acc": [], "train_losses": []})
         weights.append(model.state_dict())
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def test_the_fp16_loss_scale_is_kept_for_a_resume(tmp_path):
+    model = Net()
+    scaler = grad_scaler("cpu", torch.float16)
+    scaler.scale(torch.ones(()))  # the first step creates the scale
+    scaler.update(1024.0)  # as if training had lowered it
+    save_checkpoint(tmp_path / "fp16.pt", model, scaler=scaler)
+    resumed = grad_scaler("cpu", torch.float16)
+    load_checkpoint(tmp_path / "fp16.pt", Net(), scaler=resumed)
+    assert resumed.get_scale() == 1024.0

@@ -1,6 +1,7 @@
 import hashlib
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -14,6 +15,8 @@ from conftest import DATA_DIR, ROOT, SEED_DOC
 
 NOTEBOOK = os.path.join(ROOT, "S5.ipynb")
 FINAL = re.compile(r"(\d+) epochs in \d+ s; final test accuracy (\d+\.\d+)%")
+BAR = re.compile(r"^Train: Loss=\d+\.\d{4} Batch_id=\d+ Accuracy=\d+\.\d\d: 100%\|.*\|", re.M)
+QUICK_LOOK = "papermill S5.ipynb S5.out.ipynb -p epochs 1 -p subset 2048"  # as the README writes it
 
 
 def seed_cells():
@@ -22,6 +25,8 @@ def seed_cells():
         return re.findall(r"```python\n(.*?)```", f.read(), re.S)
 
 
+@pytest.mark.skipif(not os.path.exists(SEED_DOC), reason=f"the original notebook's transcript {SEED_DOC} is not "
+                    "beside this checkout (it is in the project's shared folder, not in the repository)")
 def test_the_original_notebook_cells_run_against_the_modules(tmp_path):
     cells = seed_cells()
     assert len(cells) == 10
@@ -56,25 +61,55 @@ def outputs_text(notebook):
     return "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
 
 
-@pytest.mark.parametrize("fast", [False, True], ids=["seed pipeline", "fast path"])
-def test_notebook_runs_headless_with_papermill(tmp_path, fast):
-    before = digest(NOTEBOOK)
-    weights = tmp_path / "weights.pt"
-    start = time.perf_counter()
-    papermill.execute_notebook(NOTEBOOK, str(tmp_path / "out.ipynb"), cwd=ROOT, progress_bar=False,
-                               parameters={"epochs": 2, "subset": 1024, "fast": fast, "weights_path": str(weights)})
-    assert time.perf_counter() - start < 120
-    assert digest(NOTEBOOK) == before  # the committed notebook is never overwritten
-    executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
+def outputs_of(notebook, stream):
+    return [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("name") == stream]
+
+
+def check_executed(executed, fast, epochs):
+    """What every headless run must show: its settings, the table, the epochs, the pictures, and one final
+    progress line per epoch, with no carriage-return updates."""
     text = outputs_text(executed)
-    assert f"fast path: {fast}" in text and "Epoch 2" in text and "Total params: 593,200" in text
-    assert text.count("Adjusting learning rate of group 0 to 1.0000e-02.") == 3
-    epochs, accuracy = FINAL.search(text).groups()
+    assert f"fast path: {fast}" in text and f"Epoch {epochs}" in text and "Total params: 593,200" in text
+    assert text.count("Adjusting learning rate of group 0 to 1.0000e-02.") == epochs + 1
     images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 4  # samples; losses; mistakes; confusion matrix beside accuracy per digit
+    progress = "".join(o["text"] for o in outputs_of(executed, "stderr"))
+    assert "\r" not in progress
+    assert len(BAR.findall(progress)) == epochs and progress.count("100%|") == epochs
+    return FINAL.search(text).groups()
+
+
+def test_the_readme_quick_look_changes_no_tracked_file(tmp_path):
+    """The README's quick look, run as written in a copy of the repository, with a headless matplotlib."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        pytest.skip("the repository is not a git checkout, so its tracked files are unknown")
+    copy = tmp_path / "repo"
+    for name in listed.stdout.split("\0"):
+        if name and os.path.isfile(os.path.join(ROOT, name)):
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), copy / name)
+    before = {name: digest(copy / name) for name in listed.stdout.split("\0") if name and (copy / name).exists()}
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-m", *QUICK_LOOK.split()], cwd=copy, capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "MPLBACKEND": "Agg"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert time.perf_counter() - start < 120
+    assert {name: digest(copy / name) for name in before} == before  # s5_net.pt and S5.ipynb untouched
+    executed = nbformat.read(str(copy / "S5.out.ipynb"), as_version=4)
+    epochs, accuracy = check_executed(executed, fast=False, epochs=1)
+    assert epochs == "1" and load_checkpoint(copy / "my_s5_net.pt")["epoch"] == 1
+
+
+def test_the_fast_path_notebook_runs_headless(tmp_path):
+    weights = tmp_path / "weights.pt"
+    papermill.execute_notebook(NOTEBOOK, str(tmp_path / "out.ipynb"), cwd=ROOT, progress_bar=False,
+                               parameters={"epochs": 2, "subset": 1024, "fast": True, "weights_path": str(weights)})
+    executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
+    epochs, accuracy = check_executed(executed, fast=True, epochs=2)
     state = load_checkpoint(weights)
     assert epochs == "2" and state["epoch"] == 2 and f"{state['test_accuracy']:.2f}" == accuracy
-    assert len(state["history"]["test_acc"]) == 2
+    assert len(state["history"]["test_acc"]) == 2 and len(state["history"]["epoch_seconds"]) == 2
 
 
 def test_committed_notebook_carries_a_full_run_above_99_2():
@@ -87,4 +122,7 @@ def test_committed_notebook_carries_a_full_run_above_99_2():
     epochs, accuracy = FINAL.search(text).groups()
     assert epochs == "20" and float(accuracy) >= 99.2
     assert "fast path: False" in text  # the faithful seed pipeline
+    assert os.path.getsize(NOTEBOOK) < 300_000  # one final progress line per epoch, not every refresh
+    assert not any("\r" in o["text"] for o in outputs_of(notebook, "stderr"))
+    assert len(BAR.findall("".join(o["text"] for o in outputs_of(notebook, "stderr")))) == 20
     assert len(re.findall(r"Test set: Average loss: \d\.\d{4}, Accuracy: \d+/10000", text)) == 20

@@ -13,7 +13,7 @@ from PIL import Image
 import predict
 from checkpoint import load_checkpoint
 from conftest import ROOT
-from data import DeviceLoader
+from fast import DeviceLoader
 from model import Net
 from utils import GetCorrectPredCount
 

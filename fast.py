@@ -1,0 +1,161 @@
+"""The fast path: the same recipe as the original, with the data on the training device, the augmentation
+done there on whole batches, and the training precision each device runs best.
+
+    DeviceLoader           yields (data, target) batches like a DataLoader, from uint8 images on the device
+    augment                the original's train augmentation, batched
+    fast_amp_dtype         the autocast dtype for a device (S5_PRECISION=bf16|fp16|fp32 overrides it)
+    prepare_fast           channels_last and the precision for a model, plus the CPU allocator setting
+    grad_scaler            the gradient scaler that float16 needs (a disabled one otherwise)"""
+import ctypes
+import math
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+from data import MNIST_MEAN, MNIST_STD
+
+PRECISION_VARIABLE = "S5_PRECISION"
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}  # None: plain float32
+
+
+def cpu_has_native_bf16():
+    """True where the CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX). Elsewhere oneDNN
+    emulates it: 3x slower than float32 on AVX-512 without BF16, about 1000x on AVX2."""
+    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return any(probe() for probe in probes if probe is not None)
+
+
+def choose_amp_dtype(device_type, cuda_capability=None, cpu_native_bf16=False):
+    """The autocast dtype to train in, from what the device can do; None means float32.
+
+    CUDA from compute capability 8.0 (A100, H100, RTX 30/40) computes bf16 in its tensor cores; older
+    cards (T4, V100, GTX/RTX 20) have fp16 tensor cores but emulate bf16, so they get fp16 with a
+    gradient scaler. A CPU gets bf16 only with native bf16 instructions. MPS stays float32."""
+    if device_type == "cuda":
+        return torch.bfloat16 if tuple(cuda_capability) >= (8, 0) else torch.float16
+    if device_type == "cpu" and cpu_native_bf16:
+        return torch.bfloat16
+    return None
+
+
+def fast_amp_dtype(device, precision=None):
+    """The fast path's autocast dtype on `device` (None: float32).
+
+    precision: 'bf16', 'fp16', 'fp32' or 'auto' (the default, chosen by choose_amp_dtype); when not
+    given, the environment variable S5_PRECISION is read."""
+    precision = precision or os.environ.get(PRECISION_VARIABLE) or "auto"
+    if precision != "auto":
+        if precision not in PRECISIONS:
+            raise ValueError(f"Unknown precision {precision!r} (from the argument or {PRECISION_VARIABLE}): "
+                             f"use one of {', '.join(PRECISIONS)} or auto")
+        return PRECISIONS[precision]
+    device = torch.device(device)
+    capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
+    native_bf16 = device.type == "cpu" and cpu_has_native_bf16()
+    return choose_amp_dtype(device.type, capability, native_bf16)
+
+
+def precision_name(amp_dtype):
+    return {dtype: name for name, dtype in PRECISIONS.items()}[amp_dtype]
+
+
+def grad_scaler(device, amp_dtype):
+    """float16 gradients underflow without loss scaling; for any other dtype the scaler is a no-op."""
+    return torch.amp.GradScaler(torch.device(device).type, enabled=amp_dtype == torch.float16)
+
+
+def keep_freed_memory():
+    """Stops glibc from handing large freed blocks back to the kernel (Linux only; elsewhere a no-op).
+
+    A training step on the CPU allocates activations of tens of MB and frees them again; by default
+    glibc maps each one fresh from the kernel, and on 2 cores the page faults that follow take a
+    large share of the step. Keeping freed memory in the heap removes them."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4
+        return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2 ** 30))
+    except (OSError, AttributeError):  # not glibc
+        return False
+
+
+def prepare_fast(model, device, precision=None):
+    """The fast path's model settings: channels_last weights and the autocast dtype to train with
+    (fast_amp_dtype); on the CPU also keep_freed_memory, on CUDA cuDNN's autotuner (the shapes
+    never change). Returns (model, amp_dtype)."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        keep_freed_memory()
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    return model.to(memory_format=torch.channels_last), fast_amp_dtype(device, precision)
+
+
+def draw_augmentation(n, device="cpu"):
+    """Per image: a rotation angle uniform in [-15, 15] degrees and a crop decision with probability 0.1.
+
+    Drawn on `device` from its generator, which torch.manual_seed seeds, so a run repeats exactly."""
+    crop = torch.rand(n, device=device) < 0.1
+    angles = torch.empty(n, device=device).uniform_(-15.0, 15.0)
+    return angles, crop
+
+
+def augment(images, angles=None, crop=None):
+    """The seed's train augmentation, batched: images are (N, 1, 28, 28) floats in [0, 1].
+
+    crop: bool per image, centre crop to 22x22 resized back to 28x28, bilinear. angles: degrees per
+    image, counter-clockwise rotation, nearest neighbour, zero fill; the same maths as torchvision's
+    rotate on tensors. Both default to a fresh draw_augmentation on the images' device."""
+    if angles is None or crop is None:
+        angles, crop = draw_augmentation(images.shape[0], images.device)
+    crop = torch.as_tensor(crop, device=images.device).view(-1, 1, 1, 1)
+    # CenterCrop(22) of 28 starts at round(3.0) = 3; upsampling, so antialiasing changes nothing. Every
+    # image is zoomed and the crop decision picks per image: no data-dependent indexing, which would
+    # make a GPU wait for the host.
+    zoomed = F.interpolate(images[:, :, 3:25, 3:25], size=(28, 28), mode="bilinear", align_corners=False)
+    images = torch.where(crop, zoomed, images)
+    rad = torch.deg2rad(torch.as_tensor(angles, dtype=torch.float32, device=images.device))
+    cos, sin, zero = torch.cos(rad), torch.sin(rad), torch.zeros_like(rad)
+    # maps output to input coordinates (y pointing down), as torchvision's inverse affine matrix does
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+
+
+def _images_and_targets(dataset):
+    if isinstance(dataset, torch.utils.data.Subset):
+        indices = torch.as_tensor(list(dataset.indices))
+        return dataset.dataset.data[indices], dataset.dataset.targets[indices]
+    return dataset.data, dataset.targets
+
+
+class DeviceLoader:
+    """Yields normalized (data, target) batches like a DataLoader, from uint8 images held on `device`.
+
+    train=True shuffles every epoch and applies `augment`; otherwise the order is fixed and the
+    images are only normalized. channels_last hands the convolutions the layout they run fastest in."""
+
+    def __init__(self, dataset, batch_size, device, train=False, channels_last=True):
+        images, targets = _images_and_targets(dataset)
+        self.images = images.to(device).unsqueeze(1)  # uint8: 47 MB for the train set
+        self.targets = targets.to(device)
+        self.batch_size = batch_size
+        self.train = train
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+
+    def __len__(self):
+        return math.ceil(len(self.targets) / self.batch_size)
+
+    def __iter__(self):
+        n = len(self.targets)
+        order = torch.randperm(n, device=self.images.device) if self.train else None
+        for start in range(0, n, self.batch_size):
+            idx = order[start:start + self.batch_size] if self.train else slice(start, start + self.batch_size)
+            data = self.images[idx].float().div_(255)
+            if self.train:
+                data = augment(data)
+            data = data.sub_(MNIST_MEAN).div_(MNIST_STD).contiguous(memory_format=self.memory_format)
+            yield data, self.targets[idx]

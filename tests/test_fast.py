@@ -1,0 +1,148 @@
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.optim as optim
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
+
+from conftest import ROOT
+from data import MNIST_MEAN, MNIST_STD
+from fast import (DeviceLoader, PRECISIONS, augment, choose_amp_dtype, draw_augmentation, fast_amp_dtype,
+                  grad_scaler, prepare_fast)
+from model import Net
+from utils import train
+
+
+@pytest.mark.parametrize("angle", [-15.0, -11.3, -4.0, 0.0, 2.5, 9.7, 15.0])
+@pytest.mark.parametrize("crop", [False, True])
+def test_batched_augmentation_matches_torchvision(mnist_test, angle, crop):
+    digits = mnist_test.data[:64].unsqueeze(1)  # uint8, as torchvision's tensor transforms take them
+    ours = augment(digits.float() / 255, angles=torch.full((64,), angle), crop=torch.full((64,), crop)) * 255
+    expected = []
+    for digit in digits:
+        if crop:
+            digit = TF.resize(TF.center_crop(digit, [22, 22]), [28, 28], InterpolationMode.BILINEAR, antialias=True)
+        expected.append(TF.rotate(digit, angle, InterpolationMode.NEAREST, fill=0))
+    difference = (ours - torch.stack(expected).float()).abs()
+    assert difference.max().item() <= 1.0  # within one grey level at every pixel
+    if not crop and angle == 0.0:
+        assert difference.max().item() == 0
+
+
+def test_augmentation_draws_cover_the_recipe():
+    torch.manual_seed(0)
+    angles, crop = draw_augmentation(200_000)
+    assert angles.min() >= -15.0 and angles.max() <= 15.0
+    counts = torch.histc(angles, bins=30, min=-15.0, max=15.0)
+    assert counts.min() > 0.9 * counts.mean()  # every degree of the range is used, evenly
+    share = crop.float().mean().item()
+    assert abs(share - 0.1) < 4 * (0.1 * 0.9 / 200_000) ** 0.5  # four standard errors
+
+
+def test_augment_without_arguments_uses_one_fresh_draw(mnist_test):
+    images = mnist_test.data[:32].unsqueeze(1).float() / 255
+    torch.manual_seed(5)
+    drawn = augment(images)
+    torch.manual_seed(5)
+    assert torch.equal(drawn, augment(images, *draw_augmentation(32)))
+    assert not torch.equal(drawn, images)
+
+
+def test_device_loader_batches(mnist_train):
+    subset = torch.utils.data.Subset(mnist_train, range(1000))
+    loader = DeviceLoader(subset, 256, "cpu", train=True)
+    torch.manual_seed(0)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 4
+    assert [len(t) for _, t in batches] == [256, 256, 256, 232]
+    data = batches[0][0]
+    assert data.shape == (256, 1, 28, 28) and data.dtype == torch.float32
+    assert data.is_contiguous(memory_format=torch.channels_last)
+    assert data.min().item() == pytest.approx(-MNIST_MEAN / MNIST_STD)  # normalized, zero fill stays black
+    targets = torch.cat([t for _, t in batches])
+    assert sorted(targets.tolist()) == sorted(mnist_train.targets[:1000].tolist())  # each sample once
+    assert not torch.equal(targets, mnist_train.targets[:1000])  # shuffled
+    torch.manual_seed(0)
+    again = list(loader)
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+
+
+def test_device_loader_for_testing_only_normalizes(mnist_test):
+    loader = DeviceLoader(mnist_test, 512, "cpu", channels_last=False)
+    data, target = next(iter(loader))
+    expected = (mnist_test.data[:512].float().unsqueeze(1) / 255 - MNIST_MEAN) / MNIST_STD
+    torch.testing.assert_close(data, expected)
+    assert torch.equal(target, mnist_test.targets[:512])
+
+
+@pytest.mark.parametrize("device_type, capability, native_bf16, expected", [
+    ("cuda", (9, 0), False, torch.bfloat16),  # H100
+    ("cuda", (8, 0), False, torch.bfloat16),  # A100, the first with bf16 tensor cores
+    ("cuda", (8, 9), False, torch.bfloat16),  # RTX 40
+    ("cuda", (7, 5), False, torch.float16),   # T4, Colab's free GPU: bf16 only emulated
+    ("cuda", (7, 0), False, torch.float16),   # V100
+    ("cuda", (6, 1), False, torch.float16),   # GTX 10
+    ("cpu", None, True, torch.bfloat16),      # AVX-512 BF16 or AMX
+    ("cpu", None, False, None),               # AVX2, or AVX-512 without BF16: float32
+    ("mps", None, False, None),
+])
+def test_the_precision_follows_what_the_device_computes_natively(device_type, capability, native_bf16, expected):
+    assert choose_amp_dtype(device_type, capability, native_bf16) is expected
+
+
+def test_the_precision_can_be_overridden(monkeypatch):
+    monkeypatch.delenv("S5_PRECISION", raising=False)
+    from fast import cpu_has_native_bf16
+    assert fast_amp_dtype("cpu") is choose_amp_dtype("cpu", None, cpu_has_native_bf16())
+    for name, dtype in PRECISIONS.items():
+        assert fast_amp_dtype("cpu", name) is dtype
+        monkeypatch.setenv("S5_PRECISION", name)
+        assert fast_amp_dtype("cpu") is dtype
+    assert fast_amp_dtype("cpu", "bf16") is torch.bfloat16  # the argument wins over the variable
+    monkeypatch.setenv("S5_PRECISION", "float8")
+    with pytest.raises(ValueError, match="Unknown precision 'float8' .*S5_PRECISION.*bf16, fp16, fp32 or auto"):
+        fast_amp_dtype("cpu")
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_each_precision_trains_on_this_cpu(mnist_test, precision):
+    """Each branch of the training loop on two tiny batches, so that a CPU that only emulates bf16
+    or fp16 still runs them in a second."""
+    torch.manual_seed(0)
+    model, amp_dtype = prepare_fast(Net(), "cpu", precision)
+    scaler = grad_scaler("cpu", amp_dtype)
+    assert scaler.is_enabled() == (precision == "fp16")  # only fp16 gradients need loss scaling
+    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(8)), 4, "cpu", train=True))
+    before = model.conv1.weight.detach().clone()
+    with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
+        assert model.conv2(model.conv1(batches[0][0])).dtype == (amp_dtype or torch.float32)
+    accuracy, loss = train(model, "cpu", batches, optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                           nn.CrossEntropyLoss(), amp_dtype, 1, scaler)
+    assert 0 < loss < 10 and 0 <= accuracy <= 100
+    assert model.conv1.weight.dtype == torch.float32  # the weights stay float32 in every precision
+    assert not torch.equal(model.conv1.weight, before)  # it took its steps
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_train_on_cuda_in_its_precision(mnist_test):
+    model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
+    capability = torch.cuda.get_device_capability()
+    assert amp_dtype is (torch.bfloat16 if capability >= (8, 0) else torch.float16)
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1024)), 256, "cuda", train=True)
+    accuracy, loss = train(model, "cuda", loader, optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
+                           nn.CrossEntropyLoss(), amp_dtype, 1, grad_scaler("cuda", amp_dtype))
+    assert 0 <= accuracy <= 100 and 0 < loss < 10
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_a_non_finite_loss_on_cuda_names_the_batch(mnist_test):
+    model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
+    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(512)), 64, "cuda"))
+    batches[5][0][0, 0, 5, 5] = float("nan")
+    with pytest.raises(FloatingPointError, match="nan at epoch 4, batch 5"):
+        train(model, "cuda", batches, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(),
+              amp_dtype, 4)
