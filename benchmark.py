@@ -2,6 +2,7 @@
 
     python benchmark.py            # images/s of each, where a fast step's time goes, last line 'speedup: X.XX'
     python benchmark.py --full     # the whole 20-epoch fast recipe (S5.ipynb, fast=True): time, accuracy, RSS
+    python benchmark.py --full --pipeline seed --epochs 1   # what one epoch of the original costs here
     S5_PRECISION=fp32 python benchmark.py   # the fast path in a precision of your choice (bf16, fp16, fp32)
 
 Both pipelines train the same Net with the same recipe through utils.train; they take turns, so that a
@@ -259,22 +260,24 @@ def run_full(args):
         start = time.perf_counter()
         papermill.execute_notebook(
             os.path.join(here, "S5.ipynb"), os.path.join(tmp, "out.ipynb"), cwd=here, progress_bar=False,
-            parameters={"fast": True, "epochs": args.epochs, "seed": args.seed, "weights_path": weights,
-                        "batch_size": args.batch_size})
+            parameters={"fast": args.pipeline == "fast", "epochs": args.epochs, "seed": args.seed,
+                        "weights_path": weights, "batch_size": args.batch_size, "subset": args.subset})
         wall = time.perf_counter() - start
         state = load_checkpoint(weights)
     # the notebook's kernel is a child process that has ended: its peak RSS is counted here (KiB on Linux)
     rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
     epoch_times = state["history"].get("epoch_seconds", [])
     per_epoch = f", {statistics.median(epoch_times):.2f} s per epoch (median)" if epoch_times else ""
-    print(f"full fast run on {device}: {args.epochs} epochs, seed {args.seed}: wall {wall:.1f} s "
+    print(f"full {args.pipeline} run on {device}: {args.epochs} epochs, seed {args.seed}: wall {wall:.1f} s "
           f"(notebook start to end), training loop {state.get('train_seconds', float('nan')):.1f} s{per_epoch}, "
           f"final test accuracy {state['history']['test_acc'][-1]:.2f}%, peak RSS {rss_gib:.2f} GiB")
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--full", action="store_true", help="run the whole fast recipe through S5.ipynb")
+    parser.add_argument("--full", action="store_true", help="run the whole recipe through S5.ipynb")
+    parser.add_argument("--pipeline", choices=["fast", "seed"], default="fast", help="which pipeline --full runs")
+    parser.add_argument("--subset", type=int, default=None, help="--full on the first N images only (a dry run)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the full run")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the full run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds")
