@@ -247,6 +247,10 @@ def run_throughput(args):
     print(f"\nseed pipeline (PIL transforms, 2 workers, fp32, NCHW): {seed:8.0f} images/s (median)")
     print(f"fast path (device-resident, batched augmentation, {breakdown['precision']}, channels_last): "
           f"{fast:8.0f} images/s (median)")
+    per_image = (breakdown["forward"] + breakdown["backward"]) / args.batch_size
+    limit = breakdown["peak"] * 1e9 / per_image
+    print(f"fast path at {100 * fast / limit:.0f}% of this device's {breakdown['precision']} limit "
+          f"({breakdown['peak']:.0f} GFLOP/s / {per_image / 1e6:.0f} MFLOP per training image = {limit:.0f} images/s)")
     print(f"speedup: {fast / seed:.2f}")
 
 

@@ -110,13 +110,21 @@ def load_model(checkpoint=DEFAULT_WEIGHTS):
     return model.eval()
 
 
-def predict(image, model=None):
-    """(digit, ten probabilities) for a path, a PIL image or an array; model defaults to the shipped weights."""
+def read_digit(image, model=None):
+    """(digit, ten probabilities, the (1, 1, 28, 28) tensor the network read) for a path, a PIL image or
+    an array; model defaults to the shipped weights."""
     if model is None:
         model = load_model()
+    network_input = preprocess(image)
     with torch.inference_mode():
-        probabilities = model(preprocess(image)).exp()[0]
-    return int(probabilities.argmax()), probabilities.tolist()
+        probabilities = model(network_input).exp()[0]
+    return int(probabilities.argmax()), probabilities.tolist(), network_input
+
+
+def predict(image, model=None):
+    """(digit, ten probabilities) for a path, a PIL image or an array; model defaults to the shipped weights."""
+    digit, probabilities, _ = read_digit(image, model)
+    return digit, probabilities
 
 
 def main(argv=None):

@@ -32,6 +32,8 @@ def test_benchmark_measures_both_pipelines_and_ends_with_the_speedup(monkeypatch
         assert re.search(rf"^  {part}\s+\d+\.\d ms", out, re.M), part
     assert re.search(rf"\(cpu, {HERE}, batch 512; {HERE} matmul peak \d+ GFLOP/s\)", out)
     assert f"batched augmentation, {HERE}, channels_last" in out
+    assert re.search(rf"^fast path at \d+% of this device's {HERE} limit \(\d+ GFLOP/s / 223 MFLOP per training "
+                     r"image = \d+ images/s\)$", out, re.M)
     convs = re.findall(r"^  (conv\d) on +([\dx]+): forward +\d+\.\d ms +\d+ GFLOP/s = +\d+% of peak; "
                        r"backward +\d+\.\d ms +\d+ GFLOP/s = +\d+% of peak$", out, re.M)
     assert convs == [("conv1", "1x28x28"), ("conv2", "32x26x26"), ("conv3", "64x12x12"), ("conv4", "128x10x10")]

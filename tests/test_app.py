@@ -1,0 +1,230 @@
+"""The draw-a-digit demo: its handlers on sketchpad-shaped values, the running app through gradio_client,
+and the page in a real browser (Debian's chromium, driven by Playwright).
+
+APP_SCREENSHOT=docs/app.png python -m pytest tests/test_app.py -k browser   # also saves the README's picture"""
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+gr = pytest.importorskip("gradio", reason="the demo's packages are not installed: pip install -r requirements-app.txt")
+
+import app  # noqa: E402
+import predict  # noqa: E402
+from conftest import ROOT  # noqa: E402
+from test_predict import mixed_images, png_header_only, user_image  # noqa: E402,F401  (a fixture too)
+
+CHROMIUM = "/usr/bin/chromium"
+SIZE = 280  # the sketchpad's canvas
+
+
+def drawn_layer(digit, ink=(0, 0, 0)):
+    """An MNIST digit as a sketchpad layer: RGBA, its colour `ink`, opaque where the digit is."""
+    alpha = np.asarray(Image.fromarray(digit.numpy()).resize((200, 200), Image.BILINEAR))
+    layer = np.zeros((SIZE, SIZE, 4), np.uint8)
+    layer[40:240, 50:250, :3] = ink
+    layer[40:240, 50:250, 3] = alpha
+    return layer
+
+
+def composite(layer, paper):
+    alpha = layer[..., 3:].astype(np.float32) / 255
+    rgb = layer[..., :3] * alpha + np.array(paper, np.float32) * (1 - alpha)
+    return np.dstack([rgb.round().astype(np.uint8), np.full((SIZE, SIZE), 255, np.uint8)])
+
+
+def sketch_value(layer, paper):
+    background = np.dstack([np.full((SIZE, SIZE, 3), paper, np.uint8), np.full((SIZE, SIZE), 255, np.uint8)])
+    return {"background": background, "layers": [layer], "composite": composite(layer, paper)}
+
+
+def test_the_drawing_is_read_from_the_ink_whatever_the_paper(mnist_test):
+    empty = np.zeros((SIZE, SIZE, 4), np.uint8)
+    assert app.read_drawing(None) == (None, None)
+    assert app.read_drawing({"background": None, "layers": [], "composite": None}) == (None, None)
+    assert app.read_drawing(sketch_value(empty, (255, 255, 255))) == (None, None)  # cleared or all erased
+    for index in range(10):
+        digit, expected = mnist_test.data[index], mnist_test.targets[index].item()
+        layer = drawn_layer(digit)
+        answers = [app.read_drawing({"background": None, "layers": [layer], "composite": None}),  # transparent
+                   app.read_drawing(sketch_value(layer, (255, 255, 255))),  # on white
+                   app.read_drawing(sketch_value(layer, (40, 40, 40))),  # on dark grey (dark mode)
+                   app.read_drawing(sketch_value(drawn_layer(digit, ink=(255, 255, 255)), (40, 40, 40)))]
+        labels = [label for label, _ in answers]
+        assert all(label == labels[0] for label in labels)
+        assert max(labels[0], key=labels[0].get) == str(expected)
+        preview = answers[0][1]
+        assert preview.shape == (280, 280) and preview.dtype == np.uint8
+        blocks = preview.reshape(28, 10, 28, 10)
+        assert (blocks == blocks[:, :1, :, :1]).all()  # each pixel an unsmoothed 10x10 block
+        digit_read, _, network_input = predict.read_digit(layer[..., 3])
+        assert np.array_equal(blocks[:, 0, :, 0], app.network_view(network_input)[::10, ::10])
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def running_app():
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env={**os.environ, "GRADIO_SERVER_PORT": str(port)})
+    url = f"http://127.0.0.1:{port}/"
+    first_line = process.stdout.readline()
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            assert process.poll() is None, first_line + process.stdout.read()
+            time.sleep(0.3)
+    yield url, first_line
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def test_the_app_prints_its_local_address(running_app):
+    url, first_line = running_app
+    assert first_line.strip() == f"S5 digit demo on {url.rstrip('/')} (Ctrl+C stops it)"
+
+
+def test_the_api_answers_as_predict_py_does(running_app, mnist_test, tmp_path):
+    from gradio_client import Client, handle_file
+    client = Client(running_app[0], verbose=False)
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(mnist_test), size=100, replace=False)
+    right = 0
+    for i, index in enumerate(picks):
+        path = tmp_path / f"{i}.{'jpg' if i % 3 == 2 else 'png'}"
+        user_image(mnist_test.data[index], rng, (40, 64, 100, 180)[i % 4], "L" if i % 3 == 0 else "RGB").save(path)
+        label, preview = client.predict(handle_file(str(path)), api_name="/predict")
+        digit, probabilities = predict.predict(str(path))
+        assert label["label"] == str(digit)
+        assert {c["label"]: c["confidence"] for c in label["confidences"]}[str(digit)] == \
+            pytest.approx(probabilities[digit], abs=1e-6)
+        right += digit == mnist_test.targets[index].item()
+    print(f"the app's API read {right}/{len(picks)} user-style digits right")
+    assert right / len(picks) >= 0.98
+
+
+def test_bad_files_get_predict_py_s_sentence_and_the_app_keeps_serving(running_app, mixed_images):
+    from gradio_client import Client, handle_file
+    client = Client(running_app[0], verbose=False)
+    good, _, not_image, truncated, blank, bomb = mixed_images
+    for path, expected in [(not_image, "not an image that PIL can read"), (truncated, "truncated or damaged"),
+                           (blank, "blank image"), (bomb, "too large to decode safely")]:
+        with pytest.raises(Exception, match=re.escape(f"{os.path.basename(path)}: ")) as error:
+            client.predict(handle_file(path), api_name="/predict")
+        assert expected in str(error.value) and "Traceback" not in str(error.value)
+    label, _ = client.predict(handle_file(good), api_name="/predict")
+    assert label["label"] == "2"
+
+
+# --- the page in a real browser -------------------------------------------------------------------------
+
+STROKES = {  # digits as pointer strokes, in fractions of the canvas
+    "1": [[(0.5, 0.15), (0.5, 0.85)]],
+    "7": [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.4, 0.85)]],
+    "0": [[(0.5 + 0.22 * np.sin(t), 0.5 - 0.33 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 13)]],
+}
+
+
+def canvas_box(page):
+    boxes = [c.bounding_box() for c in page.query_selector_all("#sketch canvas")]
+    return max(boxes, key=lambda b: b["width"] * b["height"])
+
+
+def stroke(page, points):
+    """One pointer stroke through `points`; returns the time its pointer went up."""
+    box = canvas_box(page)
+    # the 280x280 canvas is drawn centred in the sketchpad's box
+    side = min(box["width"], box["height"])
+    left, top = box["x"] + (box["width"] - side) / 2, box["y"] + (box["height"] - side) / 2
+    xy = [(left + x * side, top + y * side) for x, y in points]
+    page.mouse.move(*xy[0])
+    page.mouse.down()
+    for x, y in xy[1:]:
+        page.mouse.move(x, y, steps=2)  # each move redraws the canvas, slowly in a software renderer
+    page.mouse.up()
+    return time.perf_counter()
+
+
+def shown_digit(page):
+    """The top answer the page shows, or None when the label is empty."""
+    lines = page.inner_text("#sketch-label").split("\n")
+    return lines[1] if len(lines) > 1 and re.fullmatch(r"\d", lines[1]) else None
+
+
+def wait_for(page, condition, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise AssertionError(f"the page did not get there in {timeout} s: it shows {page.inner_text('#sketch-label')!r}")
+
+
+def draw(page, digit):
+    """Draws `digit`; returns the seconds from the end of its last stroke to the label showing it."""
+    for points in STROKES[digit][:-1]:
+        stroke(page, points)
+    before = page.inner_text("#sketch-label")
+    ended = stroke(page, STROKES[digit][-1])
+    wait_for(page, lambda: shown_digit(page) == digit and page.inner_text("#sketch-label") != before)
+    return time.perf_counter() - ended
+
+
+def clear(page):
+    page.click('#sketch button[aria-label="Clear canvas"]')
+    wait_for(page, lambda: shown_digit(page) is None)
+
+
+@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")
+def test_drawing_in_a_browser(running_app, tmp_path):
+    from playwright.sync_api import sync_playwright
+    url = running_app[0]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1200, "height": 760})
+        outside = []
+        page.on("request", lambda r: r.url.startswith(("http://127.0.0.1", "data:", "blob:")) or outside.append(r.url))
+        page.goto(url)
+        page.wait_for_selector("#sketch canvas")
+        page.wait_for_selector('#sketch button[aria-label="Brush"]')
+        latencies = [draw(page, "7")]  # the very first strokes after the page loads
+        clear(page)
+        for digit in ["1", "0", "7", "1"]:
+            latencies.append(draw(page, digit))
+            clear(page)
+        latencies.append(draw(page, "0"))
+        # undo: a stray stroke over the 0, then undo, gives the 0 back
+        stroke(page, [(0.1, 0.9), (0.9, 0.9)])
+        wait_for(page, lambda: page.query_selector("#sketch-label") and shown_digit(page) is not None)
+        page.click('#sketch button[aria-label="Undo"]')
+        wait_for(page, lambda: shown_digit(page) == "0")
+        page.screenshot(path=str(tmp_path / "app.png"))
+        if os.environ.get("APP_SCREENSHOT"):
+            shutil.copy(tmp_path / "app.png", os.path.join(ROOT, os.environ["APP_SCREENSHOT"]))
+        # the eraser: rubbing a gap into the 1 changes what the network reads, and its answer
+        clear(page)
+        draw(page, "1")
+        before = page.inner_text("#sketch-label")
+        page.click('#sketch button[aria-label="Erase"]')
+        stroke(page, [(0.3, 0.5), (0.7, 0.5)])
+        wait_for(page, lambda: page.inner_text("#sketch-label") != before)
+        browser.close()
+    print(f"stroke end to label: median {1000 * statistics.median(latencies):.0f} ms over {len(latencies)} digits")
+    assert outside == []  # nothing loaded from outside 127.0.0.1
