@@ -145,7 +145,7 @@ def step_breakdown(pipeline, steps, batch_size):
     parts = {"augmentation": [], "forward": [], "backward": [], "optimizer": []}
     iterator = iter(loader)
     model.train()
-    for i in range(steps + 2):
+    for i in range(steps + 1):
         marks = [time.perf_counter()]
         data, target = next(iterator)
         sync()
@@ -162,7 +162,7 @@ def step_breakdown(pipeline, steps, batch_size):
         scaler.update()
         sync()
         marks.append(time.perf_counter())
-        if i >= 2:  # two warm-up steps
+        if i >= 1:  # after a warm-up step
             for name, begin, end in zip(parts, marks, marks[1:]):
                 parts[name].append(1000 * (end - begin))
     layers = layers_of(model, data)
@@ -232,7 +232,7 @@ def run_throughput(args):
     try:
         for rnd in range(args.rounds + 1):
             for name in (["seed", "fast"] if rnd % 2 else ["fast", "seed"]):
-                rate = ask(name, "rate", args.steps if rnd else 2)
+                rate = ask(name, "rate", args.steps if rnd else 1)  # round 0 warms up: first calls are slow
                 if rnd:
                     rates[name].append(rate)
                     print(f"  round {rnd} {name}: {rate:8.0f} images/s", flush=True)
