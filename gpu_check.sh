@@ -2,9 +2,10 @@
 # The GPU figures in one go, on a CUDA machine: the card and torch version, the CUDA tests, the seed pipeline
 # against the fast path, the whole 20-epoch fast recipe (S5.ipynb, fast=True) and one epoch of the original.
 #
-# Needs: a CUDA GPU; python3 with torch and torchvision; the other packages of requirements-dev.txt, installed
-# or as wheels in .whl/ (installed into a temporary folder); MNIST in $MNIST_DATA_DIR/MNIST/raw (default
-# ../data), or its four files gzipped in .gpu_data/. GPU_CHECK_DRY_RUN=1 runs every step, tiny, on any device.
+# Needs: a CUDA GPU, python3 with torch, requirements-dev.txt's packages (or their wheels in .whl/), MNIST (or .gpu_data/*.gz).
+# In detail: the wheels in .whl/ are installed into a temporary folder; MNIST is read from $MNIST_DATA_DIR/MNIST/raw
+# (default ../data), or unpacked from its four files gzipped in .gpu_data/. If one is missing, it says so in one line.
+# GPU_CHECK_DRY_RUN=1 runs every step, tiny, on any device.
 set -euo pipefail
 cd "$(dirname "$0")"
 export PYTHONUNBUFFERED=1 MNIST_DATA_DIR="${MNIST_DATA_DIR:-../data}"
@@ -23,10 +24,19 @@ else
   rounds=(--rounds 3 --steps 20) full=(--epochs 20) seed_epoch=(--epochs 1)
 fi
 python3 - <<'PY'
-import os, torch
-print(f"torch {torch.__version__}; device:", torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU")
+import importlib.util, os, torch
+missing = [m for m in ("torchvision", "torchsummary", "papermill", "ipykernel", "matplotlib", "tqdm", "pytest")
+           if importlib.util.find_spec(m) is None]
+raw = os.path.join(os.environ["MNIST_DATA_DIR"], "MNIST", "raw", "train-images-idx3-ubyte")
+if missing:
+    raise SystemExit(f"gpu_check.sh needs {', '.join(missing)}: pip install -r requirements-dev.txt, or put their "
+                     "wheels in .whl/")
+if not os.path.exists(raw):
+    raise SystemExit(f"gpu_check.sh needs MNIST in {os.path.dirname(raw)}: set MNIST_DATA_DIR, or put the four "
+                     "files gzipped in .gpu_data/")
 if not torch.cuda.is_available() and os.environ.get("GPU_CHECK_DRY_RUN") != "1":
     raise SystemExit("gpu_check.sh needs a CUDA GPU, and torch sees none (GPU_CHECK_DRY_RUN=1 runs it anyway)")
+print(f"torch {torch.__version__}; device:", torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU")
 PY
 python3 -m pytest -q -p no:cacheprovider tests/test_fast.py tests/test_utils.py -k "cuda or device"
 python3 benchmark.py "${rounds[@]}"
