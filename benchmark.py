@@ -271,7 +271,8 @@ def run_full(args):
     # the notebook's kernel is a child process that has ended: its peak RSS is counted here (KiB on Linux)
     rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
     epoch_times = state["history"].get("epoch_seconds", [])
-    per_epoch = f", {statistics.median(epoch_times):.2f} s per epoch (median)" if epoch_times else ""
+    per_epoch = (f", {statistics.median(epoch_times):.2f} s per epoch (median; the first {epoch_times[0]:.2f} s)"
+                 if epoch_times else "")
     print(f"full {args.pipeline} run on {device}: {args.epochs} epochs, seed {args.seed}: wall {wall:.1f} s "
           f"(notebook start to end), training loop {state.get('train_seconds', float('nan')):.1f} s{per_epoch}, "
           f"final test accuracy {state['history']['test_acc'][-1]:.2f}%, peak RSS {rss_gib:.2f} GiB")

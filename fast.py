@@ -84,13 +84,13 @@ def keep_freed_memory():
 
 def prepare_fast(model, device, precision=None):
     """The fast path's model settings: channels_last weights and the autocast dtype to train with
-    (fast_amp_dtype); on the CPU also keep_freed_memory, on CUDA cuDNN's autotuner (the shapes
-    never change). Returns (model, amp_dtype)."""
+    (fast_amp_dtype); on the CPU also keep_freed_memory. Returns (model, amp_dtype).
+
+    cuDNN's autotuner (cudnn.benchmark) stays off: on an H200 it added about a second of tuning to a
+    20-epoch run and made no epoch faster."""
     device = torch.device(device)
     if device.type == "cpu":
         keep_freed_memory()
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     return model.to(memory_format=torch.channels_last), fast_amp_dtype(device, precision)
 
 
