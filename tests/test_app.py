@@ -104,7 +104,7 @@ def test_the_api_answers_as_predict_py_does(running_app, mnist_test, tmp_path):
     from gradio_client import Client, handle_file
     client = Client(running_app[0], verbose=False)
     rng = np.random.default_rng(0)
-    picks = rng.choice(len(mnist_test), size=100, replace=False)
+    picks = rng.choice(len(mnist_test), size=60, replace=False)
     right = 0
     for i, index in enumerate(picks):
         path = tmp_path / f"{i}.{'jpg' if i % 3 == 2 else 'png'}"
@@ -206,9 +206,8 @@ def test_drawing_in_a_browser(running_app, tmp_path):
         page.wait_for_selector('#sketch button[aria-label="Brush"]')
         latencies = [draw(page, "7")]  # the very first strokes after the page loads
         clear(page)
-        for digit in ["1", "0", "7", "1"]:
-            latencies.append(draw(page, digit))
-            clear(page)
+        latencies.append(draw(page, "1"))
+        clear(page)
         latencies.append(draw(page, "0"))
         # undo: a stray stroke over the 0, then undo, gives the 0 back
         stroke(page, [(0.1, 0.9), (0.9, 0.9)])
@@ -220,7 +219,7 @@ def test_drawing_in_a_browser(running_app, tmp_path):
             shutil.copy(tmp_path / "app.png", os.path.join(ROOT, os.environ["APP_SCREENSHOT"]))
         # the eraser: rubbing a gap into the 1 changes what the network reads, and its answer
         clear(page)
-        draw(page, "1")
+        latencies.append(draw(page, "1"))
         before = page.inner_text("#sketch-label")
         page.click('#sketch button[aria-label="Erase"]')
         stroke(page, [(0.3, 0.5), (0.7, 0.5)])
