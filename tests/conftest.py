@@ -12,7 +12,7 @@ matplotlib.use("Agg")  # this process only: notebooks run by the tests keep Jupy
 from data import RAW_FILES, default_data_dir, load_mnist  # noqa: E402
 
 DATA_DIR = os.path.abspath(default_data_dir())
-SEED_DOC = os.path.join(ROOT, "..", "shared", "seed", "era-s5-original.md")
+SEED_DOC = os.path.normpath(os.path.join(ROOT, "..", "shared", "seed", "era-s5-original.md"))
 
 
 def pytest_configure(config):
