@@ -1,9 +1,14 @@
-"""Shared fixtures: the real MNIST, read from MNIST_DATA_DIR (CI: ../shared/data); tests never download."""
+"""Shared fixtures: the real MNIST, read from MNIST_DATA_DIR (CI: ../shared/data), tests never download; and digit
+images as users hand them in, good and bad, for predict.py and the app."""
 import os
+import struct
 import sys
+import zlib
 
 import matplotlib
+import numpy as np
 import pytest
+from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -32,3 +37,33 @@ def mnist_train():
 @pytest.fixture(scope="session")
 def mnist_test():
     return load_mnist(DATA_DIR, train=False)
+
+
+def user_image(digit, rng, size, mode):
+    """An MNIST digit re-drawn as a user would hand it in: dark ink on light paper, larger, off-centre."""
+    ink = Image.fromarray(255 - digit.numpy()).resize((size, size), Image.BILINEAR)
+    canvas = Image.new("L", (int(size * 1.8), int(size * 1.5)), 255)
+    canvas.paste(ink, (int(rng.integers(0, canvas.width - size)), int(rng.integers(0, canvas.height - size))))
+    return canvas.convert("RGB") if mode != "L" else canvas
+
+
+def png_header_only(path, width, height):
+    """A tiny PNG file that claims a huge size: decoding it would need width x height pixels."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def mixed_images(mnist_test, tmp_path):
+    user_image(mnist_test.data[1], np.random.default_rng(2), 90, "RGB").save(tmp_path / "two.jpg")  # a 2
+    (tmp_path / "notes.txt").write_text("not an image")
+    buffer = tmp_path / "full.png"
+    user_image(mnist_test.data[0], np.random.default_rng(3), 200, "L").save(buffer)
+    (tmp_path / "truncated.png").write_bytes(buffer.read_bytes()[:300])
+    Image.new("L", (64, 64), 250).save(tmp_path / "blank.png")
+    png_header_only(tmp_path / "bomb.png", 40000, 40000)
+    names = ["two.jpg", "missing.png", "notes.txt", "truncated.png", "blank.png", "bomb.png"]
+    return [str(tmp_path / name) for name in names]

@@ -13,14 +13,13 @@ import time
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 gr = pytest.importorskip("gradio", reason="the demo's packages are not installed: pip install -r requirements-app.txt")
 
 import app  # noqa: E402
 import predict  # noqa: E402
-from conftest import ROOT  # noqa: E402
-from test_predict import mixed_images, png_header_only, user_image  # noqa: E402,F401  (a fixture too)
+from conftest import ROOT, user_image  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 SIZE = 280  # the sketchpad's canvas
@@ -65,7 +64,7 @@ def test_the_drawing_is_read_from_the_ink_whatever_the_paper(mnist_test):
         assert preview.shape == (280, 280) and preview.dtype == np.uint8
         blocks = preview.reshape(28, 10, 28, 10)
         assert (blocks == blocks[:, :1, :, :1]).all()  # each pixel an unsmoothed 10x10 block
-        digit_read, _, network_input = predict.read_digit(layer[..., 3])
+        _, _, network_input = predict.read_digit(layer[..., 3])
         assert np.array_equal(blocks[:, 0, :, 0], app.network_view(network_input)[::10, ::10])
 
 

@@ -3,7 +3,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from conftest import DATA_DIR, ROOT
 from data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, load_mnist

@@ -1,7 +1,3 @@
-import os
-import subprocess
-import sys
-
 import pytest
 import torch
 import torch.nn as nn
@@ -9,7 +5,6 @@ import torch.optim as optim
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from conftest import ROOT
 from data import MNIST_MEAN, MNIST_STD
 from fast import (DeviceLoader, PRECISIONS, augment, choose_amp_dtype, draw_augmentation, fast_amp_dtype,
                   grad_scaler, prepare_fast)

@@ -1,9 +1,7 @@
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
 import numpy as np
 import pytest
@@ -12,18 +10,10 @@ from PIL import Image
 
 import predict
 from checkpoint import load_checkpoint
-from conftest import ROOT
+from conftest import ROOT, user_image
 from fast import DeviceLoader
 from model import Net
 from utils import GetCorrectPredCount
-
-
-def user_image(digit, rng, size, mode):
-    """An MNIST digit re-drawn as a user would hand it in: dark ink on light paper, larger, off-centre."""
-    ink = Image.fromarray(255 - digit.numpy()).resize((size, size), Image.BILINEAR)
-    canvas = Image.new("L", (int(size * 1.8), int(size * 1.5)), 255)
-    canvas.paste(ink, (int(rng.integers(0, canvas.width - size)), int(rng.integers(0, canvas.height - size))))
-    return canvas.convert("RGB") if mode != "L" else canvas
 
 
 def test_shipped_weights_reach_their_stated_accuracy(mnist_test):
@@ -71,28 +61,6 @@ def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
     assert predict.predict(np.asarray(image)) == from_path
     assert predict.predict(np.asarray(image.convert("RGB"))) == from_path
     assert predict.predict(np.asarray(image, dtype=np.float32) / 255)[0] == 7
-
-
-def png_header_only(path, width, height):
-    """A tiny PNG file that claims a huge size: decoding it would need width x height pixels."""
-    def chunk(kind, payload):
-        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-                     + chunk(b"IEND", b""))
-
-
-@pytest.fixture
-def mixed_images(mnist_test, tmp_path):
-    user_image(mnist_test.data[1], np.random.default_rng(2), 90, "RGB").save(tmp_path / "two.jpg")  # a 2
-    (tmp_path / "notes.txt").write_text("not an image")
-    buffer = tmp_path / "full.png"
-    user_image(mnist_test.data[0], np.random.default_rng(3), 200, "L").save(buffer)
-    (tmp_path / "truncated.png").write_bytes(buffer.read_bytes()[:300])
-    Image.new("L", (64, 64), 250).save(tmp_path / "blank.png")
-    png_header_only(tmp_path / "bomb.png", 40000, 40000)
-    names = ["two.jpg", "missing.png", "notes.txt", "truncated.png", "blank.png", "bomb.png"]
-    return [str(tmp_path / name) for name in names]
 
 
 def run_cli(*args):
