@@ -15,7 +15,7 @@ HERE = precision_name(choose_amp_dtype("cpu", None, cpu_has_native_bf16()))
 
 def run_benchmark(**env):
     start = time.perf_counter()
-    # batches of 128 rather than the recipe's 512: the same code paths in a quarter of the time
+    # batches of 128 rather than the recipe's 512: the same code paths in about half the time
     run = subprocess.run([sys.executable, "benchmark.py", "--rounds", "1", "--steps", "2", "--batch-size", "128"],
                          cwd=ROOT, capture_output=True, text=True, timeout=120, env={**os.environ, **env})
     assert run.returncode == 0, run.stderr[-3000:]
