@@ -90,11 +90,21 @@ def images_per_second(pipeline, steps, batch_size):
     return steps * batch_size / (time.perf_counter() - start)
 
 
-def matmul_peak(amp_dtype):
-    """Matrix-multiply GFLOP/s in the fast path's dtype on this device: the ceiling for a step's arithmetic."""
+def matmul_peak(amp_dtype, repeats=10):
+    """Matrix-multiply GFLOP/s in the fast path's dtype on this device: the ceiling for a step's arithmetic.
+
+    The best of `repeats` products, not their median: on a shared machine a neighbour's load makes some
+    products slow, and a ceiling measured low would put the fast path above 100% of it."""
     n = 8192 if device.type == "cuda" else 2048
     a, b = (torch.randn(n, n, device=device, dtype=amp_dtype or torch.float32) for _ in range(2))
-    return 2 * n ** 3 / median_seconds(lambda: a @ b, 5) / 1e9
+    (a @ b).sum().item()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        sync()
+        times.append(time.perf_counter() - start)
+    return 2 * n ** 3 / min(times) / 1e9
 
 
 def layers_of(model, data):
@@ -115,26 +125,24 @@ def layers_of(model, data):
 
 
 def conv_times(conv, inputs, amp_dtype, repeats):
-    """Median seconds of one convolution's forward, and of its backward (weight gradients, and input
-    gradients except where the input is the data), in the fast path's precision and memory format."""
+    """Median seconds of one convolution's forward, its input gradient and its weight gradient (with the
+    bias's), in the fast path's precision and memory format. conv1's input gradient is None: its input is
+    the data, whose gradient nobody computes."""
     inputs = inputs.clone().requires_grad_(conv.in_channels > 1)
 
-    def forward():
+    def forward():  # with autograd recording, as in training
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             return conv(inputs)
 
-    grad = torch.randn_like(forward())
+    output = forward()
+    grad = torch.randn_like(output)
 
-    def backward():
-        output = forward()
-        sync()
-        start = time.perf_counter()
-        output.backward(grad)
-        sync()
-        return time.perf_counter() - start
+    def gradient_of(wrt):  # autograd computes only the gradients asked for
+        return lambda: torch.autograd.grad(output, wrt, grad, retain_graph=True)
 
-    backward()
-    return median_seconds(forward, repeats), statistics.median(backward() for _ in range(repeats))
+    input_s = median_seconds(gradient_of([inputs]), repeats) if inputs.requires_grad else None
+    return (median_seconds(forward, repeats), input_s,
+            median_seconds(gradient_of([conv.weight, conv.bias]), repeats))
 
 
 def step_breakdown(pipeline, steps, batch_size):
@@ -168,7 +176,7 @@ def step_breakdown(pipeline, steps, batch_size):
     layers = layers_of(model, data)
     forward = sum(flops for *_, flops in layers)
     backward = 2 * forward - layers[0][3]  # twice the forward, less conv1's input gradient, which nobody needs
-    convs = [(name, tuple(x.shape[1:]), flops, 1 if name == layers[0][0] else 2, *conv_times(m, x, amp_dtype, steps))
+    convs = [(name, tuple(x.shape[1:]), flops, *conv_times(m, x, amp_dtype, steps))
              for name, m, x, flops in layers if isinstance(m, nn.Conv2d)]
     return {"precision": precision_name(amp_dtype), "peak": matmul_peak(amp_dtype), "forward": forward,
             "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()}, "convs": convs}
@@ -189,11 +197,20 @@ def report_breakdown(b, batch_size):
     floor = (b["forward"] + b["backward"]) / peak / 1e6
     print(f"  whole step   {total:8.1f} ms; its arithmetic at peak would take {floor:.1f} ms "
           f"({100 * floor / total:.0f}% of the way there)")
-    print(f"\neach convolution alone ({b['precision']}, batch {batch_size}; backward: weight and input gradients, "
-          "conv1 weight only):")
-    for name, shape, flops, backward_factor, forward_s, backward_s in b["convs"]:
-        print(f"  {name} on {'x'.join(map(str, shape)):>9}: forward {1000 * forward_s:6.1f} ms "
-              f"{rate(flops, forward_s)}; backward {1000 * backward_s:6.1f} ms {rate(backward_factor * flops, backward_s)}")
+    print(f"\neach convolution alone ({b['precision']}, batch {batch_size}): ms, GFLOP/s, % of the matmul peak; "
+          "each gradient costs as many FLOPs as the forward")
+    print(f"  {'':6}{'input':>10}  {'forward':<24}{'input gradient':<24}{'weight gradient':<24}backward (both)")
+
+    def cell(flops, seconds):
+        if seconds is None:
+            return f"{'not needed':<24}"
+        gflops = flops / seconds / 1e9
+        return f"{1000 * seconds:7.1f} ms {gflops:5.0f} {100 * gflops / peak:3.0f}%    "
+
+    for name, shape, flops, forward_s, input_s, weight_s in b["convs"]:
+        backward_s, backward_flops = weight_s + (input_s or 0), flops * (1 if input_s is None else 2)
+        print(f"  {name:<6}{'x'.join(map(str, shape)):>10}  {cell(flops, forward_s)}{cell(flops, input_s)}"
+              f"{cell(flops, weight_s)}{cell(backward_flops, backward_s).rstrip()}")
 
 
 def serve(conn, fast, batch_size):
