@@ -55,8 +55,9 @@ def sync():
         torch.mps.synchronize()
 
 
-def median_seconds(work, repeats):
-    work()  # warm-up: the first call picks algorithms and allocates
+def seconds_of(work, repeats):
+    """The seconds of `repeats` calls of `work`, after one untimed call that picks algorithms and allocates."""
+    work()
     sync()
     times = []
     for _ in range(repeats):
@@ -64,7 +65,11 @@ def median_seconds(work, repeats):
         work()
         sync()
         times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return times
+
+
+def median_seconds(work, repeats):
+    return statistics.median(seconds_of(work, repeats))
 
 
 def make_pipeline(fast, train_data, batch_size):
@@ -97,14 +102,7 @@ def matmul_peak(amp_dtype, repeats=10):
     products slow, and a ceiling measured low would put the fast path above 100% of it."""
     n = 8192 if device.type == "cuda" else 2048
     a, b = (torch.randn(n, n, device=device, dtype=amp_dtype or torch.float32) for _ in range(2))
-    (a @ b).sum().item()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        a @ b
-        sync()
-        times.append(time.perf_counter() - start)
-    return 2 * n ** 3 / min(times) / 1e9
+    return 2 * n ** 3 / min(seconds_of(lambda: a @ b, repeats)) / 1e9
 
 
 def layers_of(model, data):
