@@ -22,20 +22,21 @@ os.environ.setdefault("TQDM_DISABLE", "1")  # read by tqdm at import: no progres
 
 import torch
 import torch.nn as nn
-import torch.optim as optim
 
 from data import load_mnist, train_transforms
-from fast import DeviceLoader, grad_scaler, precision_name, prepare_fast
+from fast import CudaGraphSteps, DeviceLoader, grad_scaler, precision_name, prepare_fast, sgd, uses_cuda_graph
 from model import Net
 from utils import device, train
 
 
 class Steps:
     """The next `count` batches of a loader; the first is fetched before the clock starts,
-    so that starting DataLoader workers is not counted (a real epoch starts them once per 118 steps)."""
+    so that starting DataLoader workers is not counted (a real epoch starts them once per 118 steps).
+    A loader's own train_step (fast.CudaGraphSteps) is kept, so that train() runs its steps as it would."""
 
     def __init__(self, loader, count):
         self.count = count
+        self.train_step = getattr(loader, "train_step", None)
         self.iterator = iter(loader)
         self.first = next(self.iterator)
 
@@ -73,7 +74,8 @@ def median_seconds(work, repeats):
 
 
 def make_pipeline(fast, train_data, batch_size):
-    """(model, loader, optimizer, amp_dtype, scaler) of one pipeline, as S5.ipynb builds them."""
+    """(model, loader, optimizer, amp_dtype, scaler, batches) of one pipeline, as S5.ipynb builds them;
+    batches is what train() takes: the loader, or on CUDA the fast path's CudaGraphSteps over it."""
     model, amp_dtype = Net().to(device), None
     if fast:
         model, amp_dtype = prepare_fast(model, device)
@@ -81,13 +83,15 @@ def make_pipeline(fast, train_data, batch_size):
     else:
         loader = torch.utils.data.DataLoader(train_data, batch_size=batch_size, shuffle=True, num_workers=2,
                                              pin_memory=device.type == "cuda")
-    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    return model, loader, optimizer, amp_dtype, grad_scaler(device, amp_dtype)
+    graphed = fast and uses_cuda_graph(device, amp_dtype)
+    optimizer = sgd(model.parameters(), lr=0.01, momentum=0.9, cuda_graph=graphed)
+    batches = CudaGraphSteps(loader, model, optimizer, nn.CrossEntropyLoss(), amp_dtype) if graphed else loader
+    return model, loader, optimizer, amp_dtype, grad_scaler(device, amp_dtype), batches
 
 
 def images_per_second(pipeline, steps, batch_size):
-    model, loader, optimizer, amp_dtype, scaler = pipeline
-    batches = Steps(loader, steps)
+    model, loader, optimizer, amp_dtype, scaler, batches = pipeline
+    batches = Steps(batches, steps)
     sync()
     start = time.perf_counter()
     train(model, device, batches, optimizer, nn.CrossEntropyLoss(), amp_dtype, scaler=scaler)
@@ -144,9 +148,10 @@ def conv_times(conv, inputs, amp_dtype, repeats):
 
 
 def step_breakdown(pipeline, steps, batch_size):
-    """Median milliseconds of each part of a fast training step, timed one part at a time; each
-    convolution alone; the FLOPs of a step and the matmul peak, all in the fast path's precision."""
-    model, loader, optimizer, amp_dtype, scaler = pipeline
+    """Median milliseconds of each part of a fast training step, timed one part at a time (eagerly); the
+    whole step as a CUDA graph replay, where the fast path uses one; each convolution alone; the FLOPs of
+    a step and the matmul peak, all in the fast path's precision."""
+    model, loader, optimizer, amp_dtype, scaler, batches = pipeline
     criterion = nn.CrossEntropyLoss()
     parts = {"augmentation": [], "forward": [], "backward": [], "optimizer": []}
     iterator = iter(loader)
@@ -171,13 +176,18 @@ def step_breakdown(pipeline, steps, batch_size):
         if i >= 1:  # after a warm-up step
             for name, begin, end in zip(parts, marks, marks[1:]):
                 parts[name].append(1000 * (end - begin))
+    graph_ms = None
+    if batches is not loader:
+        indices = next(iter(batches))
+        graph_ms = 1000 * median_seconds(lambda: batches.train_step(indices), steps)
     layers = layers_of(model, data)
     forward = sum(flops for *_, flops in layers)
     backward = 2 * forward - layers[0][3]  # twice the forward, less conv1's input gradient, which nobody needs
     convs = [(name, tuple(x.shape[1:]), flops, *conv_times(m, x, amp_dtype, steps))
              for name, m, x, flops in layers if isinstance(m, nn.Conv2d)]
     return {"precision": precision_name(amp_dtype), "peak": matmul_peak(amp_dtype), "forward": forward,
-            "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()}, "convs": convs}
+            "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()}, "convs": convs,
+            "graph": graph_ms}
 
 
 def report_breakdown(b, batch_size):
@@ -195,6 +205,9 @@ def report_breakdown(b, batch_size):
     floor = (b["forward"] + b["backward"]) / peak / 1e6
     print(f"  whole step   {total:8.1f} ms; its arithmetic at peak would take {floor:.1f} ms "
           f"({100 * floor / total:.0f}% of the way there)")
+    if b["graph"] is not None:
+        print(f"  whole step as one CUDA graph replay (what the fast path runs here) {b['graph']:.2f} ms "
+              f"({100 * floor / b['graph']:.0f}% of the way there)")
     print(f"\neach convolution alone ({b['precision']}, batch {batch_size}): ms, GFLOP/s, % of the matmul peak; "
           "each gradient costs as many FLOPs as the forward")
     print(f"  {'':6}{'input':>10}  {'forward':<24}{'input gradient':<24}{'weight gradient':<24}backward (both)")
@@ -280,17 +293,23 @@ def run_full(args):
         papermill.execute_notebook(
             os.path.join(here, "S5.ipynb"), os.path.join(tmp, "out.ipynb"), cwd=here, progress_bar=False,
             parameters={"fast": args.pipeline == "fast", "epochs": args.epochs, "seed": args.seed,
-                        "weights_path": weights, "batch_size": args.batch_size, "subset": args.subset})
+                        "weights_path": weights, "batch_size": args.batch_size, "subset": args.subset,
+                        "precision": os.environ.get("S5_PRECISION", "auto")})
         wall = time.perf_counter() - start
         state = load_checkpoint(weights)
     # the notebook's kernel is a child process that has ended: its peak RSS is counted here (KiB on Linux)
     rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
     epoch_times = state["history"].get("epoch_seconds", [])
+    reached = [(epoch, sum(epoch_times[:epoch])) for epoch, accuracy in enumerate(state["history"]["test_acc"], 1)
+               if accuracy >= 99.0]
+    first_99 = (f"; first at 99.0% or more after epoch {reached[0][0]}, {reached[0][1]:.2f} s into the loop (test "
+                "passes included)" if reached and epoch_times else "; never at 99.0%")
     per_epoch = (f", {statistics.median(epoch_times):.2f} s per epoch (median; the first {epoch_times[0]:.2f} s)"
                  if epoch_times else "")
-    print(f"full {args.pipeline} run on {device}: {args.epochs} epochs, seed {args.seed}: wall {wall:.1f} s "
+    how = f"{state.get('precision', 'fp32')}" + (", one CUDA graph per step" if state.get("cuda_graph") else "")
+    print(f"full {args.pipeline} run on {device} ({how}): {args.epochs} epochs, seed {args.seed}: wall {wall:.1f} s "
           f"(notebook start to end), training loop {state.get('train_seconds', float('nan')):.1f} s{per_epoch}, "
-          f"final test accuracy {state['history']['test_acc'][-1]:.2f}%, peak RSS {rss_gib:.2f} GiB")
+          f"final test accuracy {state['history']['test_acc'][-1]:.2f}%{first_99}, peak RSS {rss_gib:.2f} GiB")
 
 
 def main(argv=None):

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The GPU figures in one go, on a CUDA machine: the card and torch version, the CUDA tests, the seed pipeline
-# against the fast path, the whole 20-epoch fast recipe (S5.ipynb, fast=True) and one epoch of the original.
+# against the fast path, the whole 20-epoch fast recipe (S5.ipynb, fast=True) on three seeds, the same forced
+# to fp16, and the CPU benchmark on all the machine's cores and on two.
 #
 # Needs: a CUDA GPU, python3 with torch, requirements-dev.txt's packages (or their wheels in .whl/), MNIST (or .gpu_data/*.gz).
 # In detail: the wheels in .whl/ are installed into a temporary folder; MNIST is read from $MNIST_DATA_DIR/MNIST/raw
@@ -19,9 +20,9 @@ if compgen -G ".gpu_data/*.gz" > /dev/null; then
   for f in .gpu_data/*.gz; do gunzip -c "$f" > "$MNIST_DATA_DIR/MNIST/raw/$(basename "$f" .gz)"; done
 fi
 if [ "${GPU_CHECK_DRY_RUN:-0}" = 1 ]; then
-  rounds=(--rounds 1 --steps 2) full=(--epochs 1 --subset 1024) seed_epoch=(--epochs 1 --subset 1024)
+  rounds=(--rounds 1 --steps 2) full=(--epochs 1 --subset 1024) seeds=(1) cpu_rounds=(--rounds 1 --steps 2)
 else
-  rounds=(--rounds 3 --steps 20) full=(--epochs 20) seed_epoch=(--epochs 1)
+  rounds=(--rounds 3 --steps 20) full=(--epochs 20) seeds=(1 2 3) cpu_rounds=(--rounds 2 --steps 4)
 fi
 python3 - <<'PY'
 import importlib.util, os, torch
@@ -38,7 +39,16 @@ if not torch.cuda.is_available() and os.environ.get("GPU_CHECK_DRY_RUN") != "1":
     raise SystemExit("gpu_check.sh needs a CUDA GPU, and torch sees none (GPU_CHECK_DRY_RUN=1 runs it anyway)")
 print(f"torch {torch.__version__}; device:", torch.cuda.get_device_name() if torch.cuda.is_available() else "no CUDA GPU")
 PY
-python3 -m pytest -q -p no:cacheprovider tests/test_fast.py tests/test_utils.py -k "cuda or device"
-python3 benchmark.py "${rounds[@]}"
-python3 benchmark.py --full --seed 1 "${full[@]}"
-python3 benchmark.py --full --pipeline seed --seed 1 "${seed_epoch[@]}"
+failures=0
+step() {  # one figure's failure is named, and the figures after it are still made
+  "$@" || { echo "gpu_check.sh: this step failed: $*"; failures=$((failures + 1)); }
+}
+step python3 -m pytest -q -p no:cacheprovider tests/test_fast.py tests/test_utils.py -k "cuda or device"
+step python3 benchmark.py "${rounds[@]}"
+for seed in "${seeds[@]}"; do step python3 benchmark.py --full --seed "$seed" "${full[@]}"; done
+echo "the fast recipe forced to fp16 with the gradient scaler (what a T4 gets), which trains eagerly:"
+S5_PRECISION=fp16 step python3 benchmark.py --full --seed 1 "${full[@]}"
+echo "the CPU pipelines on all $(nproc) cores, then on 2 of them:"
+CUDA_VISIBLE_DEVICES= step python3 benchmark.py "${cpu_rounds[@]}"
+CUDA_VISIBLE_DEVICES= OMP_NUM_THREADS=2 step taskset -c 0,1 python3 benchmark.py "${cpu_rounds[@]}"
+exit $((failures > 0))

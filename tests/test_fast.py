@@ -6,10 +6,13 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD
-from fast import (DeviceLoader, PRECISIONS, augment, choose_amp_dtype, draw_augmentation, fast_amp_dtype,
-                  grad_scaler, prepare_fast)
+from fast import (CudaGraphSteps, DeviceLoader, PRECISIONS, augment, choose_amp_dtype, draw_augmentation,
+                  fast_amp_dtype, grad_scaler, prepare_fast, sgd, uses_cuda_graph)
 from model import Net
+import utils
 from utils import train
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
 @pytest.mark.parametrize("angle", [-15.0, -11.3, -4.0, 0.0, 2.5, 9.7, 15.0])
@@ -141,3 +144,84 @@ def test_a_non_finite_loss_on_cuda_names_the_batch(mnist_test):
     with pytest.raises(FloatingPointError, match="nan at epoch 4, batch 5"):
         train(model, "cuda", batches, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(),
               amp_dtype, 4)
+
+
+def test_cuda_graphs_only_where_the_step_needs_no_host_decision():
+    assert uses_cuda_graph("cuda", torch.bfloat16) and uses_cuda_graph("cuda", None)
+    assert not uses_cuda_graph("cuda", torch.float16)  # the gradient scaler skips steps from the host
+    assert not uses_cuda_graph("cpu", None) and not uses_cuda_graph("mps", None)
+    plain = sgd(Net().parameters(), lr=0.01, momentum=0.9)
+    assert plain.param_groups[0]["lr"] == 0.01 and not plain.param_groups[0]["fused"]
+
+
+def graphed_pipeline(data, batch_size, seed=0):
+    torch.manual_seed(seed)
+    model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
+    optimizer = sgd(model.parameters(), lr=0.01, momentum=0.9, cuda_graph=True)
+    loader = DeviceLoader(data, batch_size, "cuda", train=True)
+    return model, amp_dtype, optimizer, CudaGraphSteps(loader, model, optimizer, nn.CrossEntropyLoss(), amp_dtype)
+
+
+@needs_cuda
+def test_a_cuda_graph_replay_draws_fresh_augmentation_and_follows_the_learning_rate(mnist_train):
+    model, amp_dtype, optimizer, steps = graphed_pipeline(torch.utils.data.Subset(mnist_train, range(2048 + 100)), 256)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.0)  # as the notebook: before training
+    train(model, "cuda", steps, optimizer, nn.CrossEntropyLoss(), amp_dtype, 1)  # warm-up, capture, replays
+    assert steps.graph is not None
+    indices = next(iter(steps))
+    steps.train_step(indices)
+    first, weights = steps.data.clone(), model.conv1.weight.detach().clone()
+    steps.train_step(indices)
+    assert not torch.equal(first, steps.data)  # the same images, new angles and crops
+    assert not torch.equal(weights, model.conv1.weight)  # and the replay took a step
+    scheduler.step()  # learning rate 0: StepLR fills the tensor the graph reads
+    weights = model.conv1.weight.detach().clone()
+    steps.train_step(indices)
+    assert torch.equal(weights, model.conv1.weight)
+
+
+@needs_cuda
+def test_augmentation_draws_inside_a_cuda_graph_cover_the_recipe_at_every_replay():
+    torch.manual_seed(0)
+    draw_augmentation(200_000, "cuda")  # warm-up
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        angles, crop = draw_augmentation(200_000, "cuda")
+    replays = []
+    for _ in range(2):
+        graph.replay()
+        replays.append((angles.clone().cpu(), crop.clone().cpu()))
+        counts = torch.histc(replays[-1][0], bins=30, min=-15.0, max=15.0)
+        assert replays[-1][0].abs().max() <= 15.0 and counts.min() > 0.9 * counts.mean()
+        assert abs(replays[-1][1].float().mean().item() - 0.1) < 4 * (0.1 * 0.9 / 200_000) ** 0.5
+    assert not torch.equal(replays[0][0], replays[1][0])
+
+
+@needs_cuda
+def test_a_cuda_graph_replay_is_the_recipes_sgd_step_on_the_batch_it_augmented(mnist_train):
+    model, amp_dtype, optimizer, steps = graphed_pipeline(torch.utils.data.Subset(mnist_train, range(2048 + 96)), 512)
+    assert len(steps) == 5  # the last batch, of 96, runs eagerly
+    train(model, "cuda", steps, optimizer, nn.CrossEntropyLoss(), amp_dtype, 1)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
+    steps.train_step(next(iter(steps)))
+    reference = prepare_fast(Net().to("cuda"), "cuda")[0]
+    reference.load_state_dict(before)
+    plain = optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
+    for p, buffer in zip(reference.parameters(), momentum):
+        plain.state[p]["momentum_buffer"] = buffer
+    with torch.autocast("cuda", dtype=amp_dtype, enabled=amp_dtype is not None):
+        loss = nn.CrossEntropyLoss()(reference(steps.data), steps.outputs[2])
+    loss.backward()
+    plain.step()
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        assert not torch.equal(p, before[name])
+        torch.testing.assert_close(p, q, rtol=1e-3, atol=1e-6, msg=name)
+
+
+@needs_cuda
+def test_a_non_finite_loss_in_a_cuda_graph_names_the_batch(mnist_train):
+    model, amp_dtype, optimizer, steps = graphed_pipeline(torch.utils.data.Subset(mnist_train, range(8192)), 256)
+    optimizer.param_groups[0]["lr"].fill_(1e6)  # diverges within a few steps
+    with pytest.raises(FloatingPointError, match=r"at epoch 3, batch \d+"):
+        train(model, "cuda", steps, optimizer, nn.CrossEntropyLoss(), amp_dtype, 3)
