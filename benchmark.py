@@ -26,7 +26,7 @@ import torch.nn as nn
 from data import load_mnist, train_transforms
 from fast import CudaGraphSteps, DeviceLoader, grad_scaler, precision_name, prepare_fast, sgd, uses_cuda_graph
 from model import Net
-from utils import device, train
+from utils import device, require, train
 
 
 class Steps:
@@ -283,7 +283,7 @@ def run_throughput(args):
 
 
 def run_full(args):
-    import papermill  # only the full run needs Jupyter
+    papermill = require("papermill", "papermill")  # only the full run needs Jupyter
     from checkpoint import load_checkpoint
 
     here = os.path.dirname(os.path.abspath(__file__))

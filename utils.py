@@ -3,14 +3,48 @@
 `from utils import *` gives device, train, test, plot_loss, get_summary, GetCorrectPredCount and plt,
 as the original notebook expects, plus the evaluation pictures."""
 import copy
+import importlib
 import math
+import os
+import re
 import sys
 import time
 import warnings
 
 import matplotlib.pyplot as plt
 import torch
-from torchsummary import summary
+import torchvision
+
+# The oldest versions the tests pass on (requirements-floor.txt; a test keeps the two in step).
+FLOORS = {"torch": "2.6", "torchvision": "0.21"}
+
+
+def _release(version):
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
+
+
+def check_versions(installed):
+    """Raises ImportError in one sentence when a package of `installed` ({name: version}) is below FLOORS."""
+    old = [f"{name} {FLOORS[name]} or newer (this Python has {version})" for name, version in installed.items()
+           if _release(version) < _release(FLOORS[name])]
+    if old:
+        raise ImportError(f"This project needs {' and '.join(old)}: pip install -r requirements.txt")
+
+
+def require(module, install):
+    """Imports `module`; when it is missing, says in one sentence how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module.split(".")[0]:
+            raise
+        raise ModuleNotFoundError(f"{module} is not installed (Colab and Kaggle do not ship it): run "
+                                  f"`pip install {install}`, in a notebook cell `%pip install {install}`, or "
+                                  "`pip install -r requirements.txt`") from None
+
+
+check_versions({"torch": torch.__version__, "torchvision": torchvision.__version__})
+summary = require("torchsummary", "torchsummary").summary
 
 with warnings.catch_warnings():
     # Without ipywidgets, tqdm.auto warns and falls back to text bars, which is what we want in
@@ -44,11 +78,33 @@ def GetCorrectPredCount(pPrediction, pLabels):
     return count_correct(pPrediction, pLabels).item()
 
 
+PROGRESS_VARIABLE = "S5_PROGRESS"
+
+
+def watched_notebook():
+    """Whether this runs in a notebook that a person has open: JupyterLab and Notebook 7 (jupyter_server
+    gives its kernels JPY_SESSION_NAME), VS Code (which defines __vsc_ipynb_file__), Colab, or an
+    interactive Kaggle session. papermill and nbconvert start their kernels with none of these."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython else None
+    if shell is None or "IPKernelApp" not in getattr(shell, "config", {}):
+        return False
+    return bool(os.environ.get("JPY_SESSION_NAME") or "__vsc_ipynb_file__" in shell.user_ns
+                or "google.colab" in sys.modules or os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Interactive")
+
+
 def live_progress():
-    """Live bars in Jupyter (with ipywidgets) and on a terminal. Elsewhere, in papermill's notebooks,
-    CI logs and files, every refresh of a text bar would be kept, so each epoch writes one final line."""
+    """Whether the bars refresh during the epoch: where a person watches them, that is with ipywidgets'
+    bars, on a terminal, or in a notebook a person has open (watched_notebook; text bars there). Elsewhere,
+    in papermill's notebooks, CI logs and files, every refresh would be kept, so each epoch writes one
+    final line. S5_PROGRESS=live or S5_PROGRESS=final decides instead."""
+    chosen = os.environ.get(PROGRESS_VARIABLE)
+    if chosen:
+        if chosen not in ("live", "final"):
+            raise ValueError(f"{PROGRESS_VARIABLE}={chosen!r} is not understood: set it to live or final, or unset it")
+        return chosen == "live"
     widgets = any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__)
-    return widgets or sys.stderr.isatty()
+    return widgets or sys.stderr.isatty() or watched_notebook()
 
 
 def _check_finite(losses, first, last, epoch):

@@ -1,7 +1,10 @@
 """Shared fixtures: the real MNIST, read from MNIST_DATA_DIR (CI: ../shared/data), tests never download; and digit
 images as users hand them in, good and bad, for predict.py and the app."""
 import os
+import shutil
+import socket
 import struct
+import subprocess
 import sys
 import zlib
 
@@ -17,6 +20,7 @@ matplotlib.use("Agg")  # this process only: notebooks run by the tests keep Jupy
 from data import RAW_FILES, default_data_dir, load_mnist  # noqa: E402
 
 DATA_DIR = os.path.abspath(default_data_dir())
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download fails here
 SEED_DOC = os.path.normpath(os.path.join(ROOT, "..", "shared", "seed", "era-s5-original.md"))
 
 
@@ -67,3 +71,26 @@ def mixed_images(mnist_test, tmp_path):
     png_header_only(tmp_path / "bomb.png", 40000, 40000)
     names = ["two.jpg", "missing.png", "notes.txt", "truncated.png", "blank.png", "bomb.png"]
     return [str(tmp_path / name) for name in names]
+
+
+def tracked_files():
+    """The repository's tracked files, or None outside a git checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        return None
+    return [name for name in listed.stdout.split("\0") if name and os.path.isfile(os.path.join(ROOT, name))]
+
+
+def copy_of_repository(dest):
+    """Copies the tracked files into `dest`, as a fresh clone holds them; returns their names (None: no git)."""
+    names = tracked_files()
+    for name in names or []:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, name), dest / name)
+    return names
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

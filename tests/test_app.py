@@ -19,9 +19,8 @@ gr = pytest.importorskip("gradio", reason="the demo's packages are not installed
 
 import app  # noqa: E402
 import predict  # noqa: E402
-from conftest import ROOT, user_image  # noqa: E402
+from conftest import CHROMIUM, ROOT, free_port, user_image  # noqa: E402
 
-CHROMIUM = "/usr/bin/chromium"
 SIZE = 280  # the sketchpad's canvas
 
 
@@ -66,12 +65,6 @@ def test_the_drawing_is_read_from_the_ink_whatever_the_paper(mnist_test):
         assert (blocks == blocks[:, :1, :, :1]).all()  # each pixel an unsmoothed 10x10 block
         _, _, network_input = predict.read_digit(layer[..., 3])
         assert np.array_equal(blocks[:, 0, :, 0], app.network_view(network_input)[::10, ::10])
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,6 @@
 import hashlib
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -11,7 +10,7 @@ import papermill
 import pytest
 
 from checkpoint import load_checkpoint
-from conftest import DATA_DIR, ROOT, SEED_DOC
+from conftest import DATA_DIR, ROOT, SEED_DOC, copy_of_repository
 
 NOTEBOOK = os.path.join(ROOT, "S5.ipynb")
 FINAL = re.compile(r"(\d+) epochs in \d+ s; final test accuracy (\d+\.\d+)%")
@@ -81,15 +80,11 @@ def check_executed(executed, fast, epochs):
 
 def test_the_readme_quick_look_changes_no_tracked_file(tmp_path):
     """The README's quick look, run as written in a copy of the repository, with a headless matplotlib."""
-    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
-    if listed.returncode != 0:
-        pytest.skip("the repository is not a git checkout, so its tracked files are unknown")
     copy = tmp_path / "repo"
-    for name in listed.stdout.split("\0"):
-        if name and os.path.isfile(os.path.join(ROOT, name)):
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(os.path.join(ROOT, name), copy / name)
-    before = {name: digest(copy / name) for name in listed.stdout.split("\0") if name and (copy / name).exists()}
+    names = copy_of_repository(copy)
+    if names is None:
+        pytest.skip("the repository is not a git checkout, so its tracked files are unknown")
+    before = {name: digest(copy / name) for name in names}
     start = time.perf_counter()
     run = subprocess.run([sys.executable, "-m", *QUICK_LOOK.split()], cwd=copy, capture_output=True, text=True, timeout=300,
                          env={**os.environ, "MPLBACKEND": "Agg"})

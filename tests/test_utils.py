@@ -1,3 +1,4 @@
+import os
 import re
 import subprocess
 import sys
@@ -158,3 +159,48 @@ def test_device_preference(monkeypatch, cuda, mps, expected):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
     assert get_device() == torch.device(expected)
+
+
+def requirement_versions(filename, operator):
+    with open(os.path.join(ROOT, filename)) as f:
+        return dict(re.findall(rf"^([\w-]+){operator}([\w.]+)", f.read(), re.M))
+
+
+def test_the_floors_are_the_same_in_the_code_and_the_requirement_files():
+    ranges, floor = requirement_versions("requirements.txt", ">="), requirement_versions("requirements-floor.txt", "==")
+    assert set(ranges) == set(floor)  # CI's floor environment pins every core package at its floor
+    for name, version in floor.items():
+        assert utils._release(ranges[name]) == utils._release(version), name
+    for name, version in utils.FLOORS.items():
+        assert utils._release(version) == utils._release(floor[name]), name
+    lock = requirement_versions("requirements-lock.txt", "==")
+    for name, version in ranges.items():  # the locked versions satisfy the ranges
+        assert utils._release(lock[name]) >= utils._release(version), name
+
+
+def test_a_version_below_the_floor_gets_one_sentence():
+    utils.check_versions({"torch": "2.6.0+cu124", "torchvision": "0.21.0"})
+    with pytest.raises(ImportError, match=r"^This project needs torch 2\.6 or newer \(this Python has 2\.5\.1\+cpu\): "
+                                          r"pip install -r requirements\.txt$"):
+        utils.check_versions({"torch": "2.5.1+cpu", "torchvision": "0.21.0"})
+    with pytest.raises(ImportError, match=r"torch 2\.6 or newer .* and torchvision 0\.21 or newer \(this Python has 0\.9"):
+        utils.check_versions({"torch": "1.13.0", "torchvision": "0.9.1"})
+
+
+def test_a_missing_package_gets_the_command_that_installs_it():
+    with pytest.raises(ModuleNotFoundError, match=r"^no_such_package_s5 is not installed .*`%pip install "
+                                                  r"no-such-package`"):
+        utils.require("no_such_package_s5", "no-such-package")
+    assert utils.require("torchsummary", "torchsummary").summary is utils.summary
+
+
+def test_the_progress_variable_decides_and_a_bad_value_is_named(monkeypatch):
+    monkeypatch.setenv("S5_PROGRESS", "live")
+    assert utils.live_progress()
+    monkeypatch.setenv("S5_PROGRESS", "final")
+    assert not utils.live_progress()
+    monkeypatch.setenv("S5_PROGRESS", "sometimes")
+    with pytest.raises(ValueError, match="S5_PROGRESS='sometimes' is not understood: set it to live or final"):
+        utils.live_progress()
+    monkeypatch.delenv("S5_PROGRESS")
+    assert not utils.watched_notebook()  # pytest is no notebook
