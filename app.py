@@ -6,9 +6,11 @@
 
 Draw with the mouse or a finger: each finished stroke is read the way predict.py reads an image file
 (cropped to the ink, fitted into 20x20, centred by centre of mass in 28x28, as MNIST was made), and the
-page shows the three likeliest digits beside the 28x28 image the network actually read. The Upload tab
-and the API endpoint `predict` do the same for an image file. Runs offline: no analytics, no share link,
-no fonts or scripts from other hosts."""
+page shows the three likeliest digits beside the 28x28 image the network actually read. Below, the Inside
+view follows: each convolution's most active feature maps (click a unit to see the input pixels it reads,
+its receptive field) and which pixels raised the score of the answer, or of any digit you pick (explain.py).
+The Upload tab and the API endpoints `predict` and `explain` do the same for an image file. Runs offline: no
+analytics, no share link, no fonts or scripts from other hosts."""
 import argparse
 import functools
 import os
@@ -18,7 +20,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 
 import gradio as gr
 import numpy as np
+import torch
 
+import explain
 from checkpoint import CheckpointError
 from data import MNIST_MEAN, MNIST_STD
 from predict import DEFAULT_WEIGHTS, ImageError, load_model, read_digit
@@ -63,21 +67,22 @@ def network_view(network_input):
 
 
 def answer(image, model):
-    """(label value, preview) for anything predict.py reads: {digit: probability} and the network's view."""
+    """(label value, preview, network input) for anything predict.py reads: {digit: probability}, the
+    network's view, and the (1, 1, 28, 28) tensor it read, which the Inside view then looks into."""
     digit, probabilities, network_input = read_digit(image, model)
-    return {str(d): p for d, p in enumerate(probabilities)}, network_view(network_input)
+    return {str(d): p for d, p in enumerate(probabilities)}, network_view(network_input), network_input
 
 
 def read_drawing(value, model=None):
-    """The sketchpad's handler: (label value, preview), or (None, None) to clear the answer when the
-    canvas is empty, or holds only a trace too faint to count."""
+    """The sketchpad's handler: (label value, preview, network input), or Nones to clear the answer when
+    the canvas is empty, or holds only a trace too faint to count."""
     ink = ink_of_drawing(value)
     if ink is None:
-        return None, None
+        return None, None, None
     try:
         return answer(ink, model)
     except ImageError:
-        return None, None
+        return None, None, None
 
 
 def read_file(path, model=None):
@@ -86,9 +91,64 @@ def read_file(path, model=None):
     if path is None:
         return None, None
     try:
-        return answer(path, model)
+        return answer(path, model)[:2]
     except ImageError as e:
         raise gr.Error(f"{os.path.basename(path)}: {e}", print_exception=False) from None
+
+
+CONVOLUTIONS = ("conv1", "conv2", "conv3", "conv4")
+DIGITS = [str(d) for d in range(10)]
+
+
+def inside_view(network_input, model, digit=None):
+    """The Inside view of one network input: the four convolutions' grids, the input, the attribution for
+    `digit` (default: the network's answer), the digit, and the state that clicks and picks read."""
+    if network_input is None:
+        return (None,) * len(CONVOLUTIONS) + (None, None, None, None)
+    with torch.no_grad():
+        maps = explain.activations(model, network_input)
+        answer = int(model(network_input).argmax())
+    digit = answer if digit is None else int(digit)
+    grids = [explain.feature_map_grid(maps[layer][0], layer) for layer in CONVOLUTIONS]
+    state = {"input": network_input, "channels": [channels for _, channels in grids],
+             "sizes": [maps[layer].shape[-1] for layer in CONVOLUTIONS]}
+    attribution = explain.attribution(model, network_input, [digit])[0]
+    return (*[grid for grid, _ in grids], explain.input_with_box(network_input),
+            explain.attribution_picture(network_input, attribution), str(digit), state)
+
+
+def inside_of_file(path, model=None):
+    """The Inside view of an image file; the API endpoint `explain` returns its pictures."""
+    try:
+        return inside_view(None if path is None else read_digit(path, model)[2], model)
+    except ImageError as e:
+        raise gr.Error(f"{os.path.basename(path)}: {e}", print_exception=False) from None
+
+
+def attribution_for(state, digit, model=None):
+    """Another digit picked: its attribution over the same input."""
+    if not state or digit is None:
+        return None
+    network_input = state["input"]
+    return explain.attribution_picture(network_input, explain.attribution(model, network_input, [int(digit)])[0])
+
+
+def receptive_field_of(state, index, fields, layer, xy):
+    """A click at pixel `xy` of layer number `index`'s grid: the input with that unit's receptive field
+    outlined, and a sentence saying which unit reads which pixels."""
+    if not state:
+        return None, ""
+    unit = explain.unit_at(*xy, state["sizes"][index])
+    if unit is None or xy[0] >= explain.TILE * len(state["channels"][index]):
+        return explain.input_with_box(state["input"]), ""
+    channel = state["channels"][index][int(xy[0] // explain.TILE)]
+    top, left, bottom, right = box = explain.receptive_field_box(fields[layer], *unit)
+    rf = fields[layer]["rf"]
+    clipped = "" if (bottom - top + 1, right - left + 1) == (rf, rf) else \
+        f" (its receptive field is {rf}x{rf}; the rest lies in the padding beyond the image)"
+    return explain.input_with_box(state["input"], box), (
+        f"{layer}, channel {channel}, unit (row {unit[0]}, column {unit[1]}) reads input rows {top}-{bottom} and "
+        f"columns {left}-{right}: {bottom - top + 1}x{right - left + 1} pixels{clipped}.")
 
 
 def build(checkpoint=DEFAULT_WEIGHTS):
@@ -108,8 +168,9 @@ def build(checkpoint=DEFAULT_WEIGHTS):
                     label = gr.Label(num_top_classes=3, label="The network says", elem_id="sketch-label")
                     preview = gr.Image(label="What the network reads (28x28)", type="numpy", image_mode="L",
                                        interactive=False, elem_id="sketch-preview")
-            sketch.change(functools.partial(read_drawing, model=model), sketch, [label, preview], api_name=False,
-                          show_progress="hidden")
+            drawn = gr.State()  # the network input of the drawing: the Inside view needs no second upload
+            done = sketch.change(functools.partial(read_drawing, model=model), sketch, [label, preview, drawn],
+                                 api_name=False, show_progress="hidden")
         with gr.Tab("Upload"):
             with gr.Row():
                 upload = gr.File(label="An image file showing one digit", type="filepath", elem_id="upload")
@@ -117,9 +178,37 @@ def build(checkpoint=DEFAULT_WEIGHTS):
                     upload_label = gr.Label(num_top_classes=3, label="The network says")
                     upload_preview = gr.Image(label="What the network reads (28x28)", type="numpy", image_mode="L",
                                               interactive=False)
-            upload.change(functools.partial(read_file, model=model), upload, [upload_label, upload_preview],
-                          api_name="predict")
+            upload_done = upload.change(functools.partial(read_file, model=model), upload,
+                                        [upload_label, upload_preview], api_name="predict")
             sketch.clear(None, js=PICK_BRUSH)
+        with gr.Column(elem_id="inside"):
+            gr.Markdown("## Inside\nEach convolution's eight most active feature maps (after its ReLU; brighter is "
+                        "stronger). Click a unit of a map: the input pixels it reads, its receptive field, are "
+                        "outlined on the input. The attribution shows which pixels raised (red) or lowered (blue) "
+                        "the score of the answer; pick another digit to ask why not that one.")
+            fields = {row["layer"]: row for row in explain.receptive_fields(model)}
+            grids = []
+            for layer in CONVOLUTIONS:  # the caption above the picture: a label would cover its first maps
+                gr.Markdown(f"**{layer}**: {fields[layer]['output']} maps; each unit sees "
+                            f"{fields[layer]['rf']}x{fields[layer]['rf']} input pixels")
+                grids.append(gr.Image(show_label=False, type="numpy", interactive=False, format="png",
+                                      elem_id=f"inside-{layer}"))
+            with gr.Row():
+                field_input = gr.Image(label="The input, with the clicked unit's receptive field", type="numpy",
+                                       interactive=False, format="png", elem_id="inside-input")
+                attribution = gr.Image(label="Attribution (integrated gradients)", type="numpy", interactive=False,
+                                       format="png", elem_id="inside-attribution")
+            digit = gr.Radio(DIGITS, label="Attribution for digit", elem_id="inside-digit")
+            field_text = gr.Markdown(elem_id="inside-field")
+            state = gr.State()
+        outputs = [*grids, field_input, attribution, digit, state]
+        done.then(functools.partial(inside_view, model=model), drawn, outputs, api_name=False, show_progress="hidden")
+        upload_done.then(functools.partial(inside_of_file, model=model), upload, outputs, api_name="explain")
+        digit.input(functools.partial(attribution_for, model=model), [state, digit], attribution, api_name=False)
+        for index, (layer, grid) in enumerate(zip(CONVOLUTIONS, grids)):
+            def clicked(state, evt: gr.SelectData, index=index, layer=layer):
+                return receptive_field_of(state, index, fields, layer, evt.index)
+            grid.select(clicked, state, [field_input, field_text], api_name=False)
         demo.load(None, js=PICK_BRUSH)
     return demo
 

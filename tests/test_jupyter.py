@@ -16,7 +16,7 @@ from conftest import CHROMIUM, copy_of_repository, free_port
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed: pip install -r requirements-dev.txt")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")
 
-SHORT_RUN = {"epochs": "1", "subset": "1024", "batch_size": "128"}  # eight batches, so that the bar has steps
+SHORT_RUN = {"epochs": "1", "subset": "768", "batch_size": "128"}  # six batches, so that the bar has steps
 
 
 def short_notebook(path):
@@ -88,6 +88,9 @@ def restart_and_run_all(page):
                 seen.append(percent)
         if "Total params: 593,200" in cells[-1][1]:
             return seen, cells
+        failed = [out for _, out in cells if "Traceback" in out or re.search(r"^\w+(Error|Exception)\b", out, re.M)]
+        if failed:
+            pytest.fail(f"a cell failed: {failed[0][-2000:]}")
         time.sleep(0.05)
     pytest.fail(f"the notebook did not finish within 240 s; the bar showed {seen}")
 
@@ -114,7 +117,7 @@ def test_run_all_in_jupyterlab_shows_the_bar_moving_and_every_plot(jupyterlab):
             text = "\n".join(out for _, out in cells)
             assert "Traceback" not in text and not re.search(r"^\w+(Error|Exception)\b", text, re.M), text[-3000:]
             assert "Test set: Average loss" in text and "1 epochs in" in text
-            assert page.locator(".jp-OutputArea-output img").count() == 4  # samples, losses, mistakes, confusion
+            assert page.locator(".jp-OutputArea-output img").count() == 6  # and the feature maps and attributions
         browser.close()
     assert digest(repo / "s5_net.pt") == shipped  # Run All trains into my_s5_net.pt, never the shipped weights
     assert (repo / "my_s5_net.pt").exists()

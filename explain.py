@@ -1,0 +1,348 @@
+"""Looking inside Net without changing it: how far each layer sees, what each layer outputs, and which pixels
+drove an answer, with a measurement of whether that last picture is faithful.
+
+    receptive_fields(model)        one dict per layer: its name, output size, receptive field and jump
+    receptive_field_box(...)       the input pixels one unit of a layer reads
+    activations(model, images)     each convolution's and pooling's output for a batch
+    attribution(model, images, targets, method)   per-pixel attributions from Captum, (N, 28, 28)
+    deletion_test(...)             the target's probability left after deleting the top pixels, against random ink
+
+Every layer is found by watching a real forward pass (torch function calls and module hooks), so the same
+code reads any network built from 2-d convolutions, poolings and linear layers."""
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum import attr
+from torch.overrides import TorchFunctionMode
+
+from data import MNIST_MEAN, MNIST_STD
+
+BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black MNIST pixel, as the network sees it after normalization
+CONVOLUTIONS = {F.conv2d, torch.conv2d}
+POOLINGS = {F.max_pool2d, F.avg_pool2d, torch.max_pool2d}
+LINEAR = {F.linear}
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+class _LayerCalls(TorchFunctionMode):
+    """Records the convolutions, poolings and linear layers of a forward pass, in order, with their
+    geometry and output. A call made by a module (nn.Conv2d, nn.MaxPool2d) is named after the module; a
+    functional pooling in the model's own forward is named pool1, pool2, ..."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.calls, self.inside, self.pools, self.hooks = [], [], 0, []
+
+        def leave(module, inputs, output):  # returns None: a forward hook's result would replace the output
+            self.inside.pop()
+
+        for name, module in model.named_modules():
+            if name and not list(module.children()):
+                self.hooks.append(module.register_forward_pre_hook(lambda m, i, n=name: self.inside.append(n)))
+                self.hooks.append(module.register_forward_hook(leave))
+
+    def __exit__(self, *exc):
+        for hook in self.hooks:
+            hook.remove()
+        return super().__exit__(*exc)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        output = func(*args, **kwargs)
+        if func in CONVOLUTIONS | POOLINGS | LINEAR:
+            kind = "conv" if func in CONVOLUTIONS else "pool" if func in POOLINGS else "linear"
+            if self.inside:
+                name = self.inside[-1]
+            else:
+                self.pools += kind == "pool"
+                name = f"{kind}{self.pools}" if kind == "pool" else func.__name__
+            self.calls.append({"layer": name, "kind": kind, "geometry": self._geometry(func, args, kwargs),
+                               "output": output})
+        return output
+
+    @staticmethod
+    def _geometry(func, args, kwargs):
+        """(kernel, stride, padding, dilation) per spatial axis, from the call's own arguments."""
+        if func in CONVOLUTIONS:
+            weight = args[1]
+            stride, padding, dilation = (kwargs.get(k, args[i] if len(args) > i else d) for k, i, d in
+                                         (("stride", 3, 1), ("padding", 4, 0), ("dilation", 5, 1)))
+            if isinstance(padding, str):
+                raise ValueError(f"receptive_fields cannot place padding={padding!r}; use numbers")
+            return tuple(weight.shape[2:]), _pair(stride), _pair(padding), _pair(dilation)
+        if func in POOLINGS:
+            kernel = _pair(kwargs.get("kernel_size", args[1] if len(args) > 1 else None))
+            stride = kwargs.get("stride", args[2] if len(args) > 2 else None)
+            padding = kwargs.get("padding", args[3] if len(args) > 3 else 0)
+            dilation = kwargs.get("dilation", args[4] if len(args) > 4 and func in (F.max_pool2d, torch.max_pool2d)
+                                  else 1)
+            return kernel, _pair(stride or kernel), _pair(padding), _pair(dilation)
+        return None
+
+
+def _trace(model, images):
+    with _LayerCalls(model) as calls:
+        model(images)
+    return calls.calls
+
+
+def receptive_fields(model, input_shape=(1, 28, 28)):
+    """One dict per convolution, pooling and linear layer, in forward order:
+
+    layer: its name (the module's, or pool1, pool2 for a functional pooling); output: its output size
+    (height x width, or features); rf: how many input pixels one unit sees along each axis; jump: input
+    pixels between neighbouring units; start: the input coordinate of the first unit's centre. A linear layer
+    sees everything its input saw (rf the whole span, jump None). Square inputs and kernels are assumed for
+    the printed numbers; the computation runs on the height axis."""
+    weight = next(model.parameters())
+    with torch.no_grad():
+        calls = _trace(model.eval(), torch.zeros(1, *input_shape, device=weight.device, dtype=weight.dtype))
+    rf, jump, start, size, rows = 1, 1, 0.0, input_shape[-2], []
+    for call in calls:
+        if call["kind"] == "linear":
+            if jump is not None:  # the first linear layer reads every unit of the last feature map
+                rf, jump, start = rf + (size - 1) * jump, None, None
+            rows.append({"layer": call["layer"], "output": call["output"].shape[-1], "rf": rf, "jump": None,
+                         "start": None})
+            continue
+        (kernel, _), (stride, _), (padding, _), (dilation, _) = call["geometry"]
+        span = (kernel - 1) * dilation
+        rf, start, jump = rf + span * jump, start + (span / 2 - padding) * jump, jump * stride
+        size = call["output"].shape[-2]
+        rows.append({"layer": call["layer"], "output": f"{size}x{call['output'].shape[-1]}", "rf": rf, "jump": jump,
+                     "start": start})
+    return rows
+
+
+def receptive_field_table(model):
+    """receptive_fields as a printable table."""
+    lines = [f"{'layer':<8}{'output':>8}{'receptive field':>17}{'jump':>6}"]
+    for row in receptive_fields(model):
+        rf = f"{row['rf']}x{row['rf']}"
+        lines.append(f"{row['layer']:<8}{row['output']:>8}{rf:>17}{row['jump'] if row['jump'] else '-':>6}")
+    return "\n".join(lines)
+
+
+def receptive_field_box(field, row, col, size=28):
+    """(top, left, bottom, right), inclusive, of the input pixels that unit (row, col) of a layer reads;
+    `field` is that layer's dict from receptive_fields. Clipped to the image: padding is not input."""
+    half = (field["rf"] - 1) / 2
+
+    def span(index):
+        centre = field["start"] + index * field["jump"]
+        return max(0, round(centre - half)), min(size - 1, round(centre + half))
+
+    (top, bottom), (left, right) = span(row), span(col)
+    return top, left, bottom, right
+
+
+def activations(model, images):
+    """{layer: output} of each convolution and pooling for a batch, in forward order, as the model computed
+    them (before the ReLU that follows), under the caller's grad mode (torch.no_grad() when only looking)."""
+    return {call["layer"]: call["output"] for call in _trace(model.eval(), images) if call["kind"] != "linear"}
+
+
+def _probabilities(model, images):
+    return model(images).float().exp()  # Net returns log-probabilities
+
+
+METHODS = {
+    "integrated_gradients": lambda model: attr.IntegratedGradients(model),
+    "occlusion": lambda model: attr.Occlusion(model),
+    "deeplift": lambda model: attr.DeepLift(model),
+    "input_x_gradient": lambda model: attr.InputXGradient(model),
+    "saliency": lambda model: attr.Saliency(model),
+    "gradcam_conv4": lambda model: attr.LayerGradCam(model, model.conv4),
+}
+DEFAULT_METHOD = "integrated_gradients"
+
+
+def attribution(model, images, targets, method=DEFAULT_METHOD):
+    """How much each pixel raised the score of `targets` (any digit per image, not only the predicted one),
+    as a float tensor (N, 28, 28) on the CPU: larger where a pixel did more. `images` are normalized
+    (N, 1, 28, 28). Built on Captum; the baseline, where a method takes one, is the black background.
+
+    method: integrated_gradients (the default: the most faithful by deletion_test, see the README),
+    occlusion (3x3 patches), deeplift, input_x_gradient, saliency, or gradcam_conv4 (Grad-CAM on conv4,
+    upsampled)."""
+    if method not in METHODS:
+        raise ValueError(f"Unknown attribution method {method!r}: use one of {', '.join(METHODS)}")
+    model = model.eval()
+    images = images.detach().float().contiguous()
+    targets = torch.as_tensor(targets, device=images.device).expand(len(images))
+    explainer = METHODS[method](model)
+    baseline = torch.full_like(images, BACKGROUND)
+    if method == "integrated_gradients":
+        maps = explainer.attribute(images, baselines=baseline, target=targets, n_steps=32, internal_batch_size=256)
+    elif method == "occlusion":
+        maps = explainer.attribute(images, sliding_window_shapes=(1, 3, 3), strides=(1, 1, 1), baselines=BACKGROUND,
+                                   target=targets, perturbations_per_eval=64)
+    elif method == "deeplift":
+        maps = explainer.attribute(images, baselines=baseline, target=targets)
+    elif method == "gradcam_conv4":
+        maps = attr.LayerAttribution.interpolate(explainer.attribute(images, target=targets, relu_attributions=True),
+                                                 images.shape[-2:], interpolate_mode="bilinear")
+    else:
+        maps = explainer.attribute(images, target=targets)
+    return maps.detach().sum(dim=1).float().cpu()
+
+
+def deletion_test(model, images, targets, maps, fraction=0.1, seed=0):
+    """How faithful the attribution `maps` are: set the top `fraction` of pixels by attribution to the
+    background and return (mean probability left for the target, the same after deleting as many pixels
+    of ink chosen at random). A faithful map removes what the answer rests on, so less is left."""
+    model = model.eval()
+    flat = images.detach().flatten(1)
+    count = round(fraction * flat.shape[1])
+    top = maps.to(flat.device).flatten(1).topk(count, dim=1).indices
+    generator = torch.Generator().manual_seed(seed)
+    ink = (flat > BACKGROUND + 1e-6).float().cpu() + torch.rand(flat.shape, generator=generator)  # ink ranks first
+    chosen = ink.topk(count, dim=1).indices.to(flat.device)
+    targets = torch.as_tensor(targets, device=flat.device).expand(len(flat))
+
+    def left_after_deleting(indices):
+        deleted = flat.clone().scatter_(1, indices, BACKGROUND).view_as(images)
+        with torch.no_grad():
+            return _probabilities(model, deleted).gather(1, targets[:, None]).mean().item()
+
+    return left_after_deleting(top), left_after_deleting(chosen)
+
+
+def faithfulness_table(model, images, targets, methods=tuple(METHODS)):
+    """[(method, probability left after deleting its top 10%, after deleting random ink, seconds per image)]."""
+    rows = []
+    for method in methods:
+        start = time.perf_counter()
+        maps = attribution(model, images, targets, method)
+        seconds = (time.perf_counter() - start) / len(images)
+        rows.append((method, *deletion_test(model, images, targets, maps), seconds))
+    return rows
+
+
+if __name__ == "__main__":
+    # The README's faithfulness table: the shipped weights, MNIST test digits 0-199, their true labels.
+    from checkpoint import load_checkpoint
+    from data import load_mnist, test_transforms
+    from model import Net
+
+    net = Net()
+    load_checkpoint("s5_net.pt", net)
+    test_set = load_mnist(train=False, transform=test_transforms)
+    digits = torch.stack([test_set[i][0] for i in range(200)])
+    labels = test_set.targets[:200]
+    with torch.no_grad():
+        print(f"probability of the true digit before any deletion: {_probabilities(net, digits).gather(1, labels[:, None]).mean():.2f}")
+    print("| method | probability left, top 10% deleted | random 10% of the ink deleted | time per image |")
+    print("| --- | --- | --- | --- |")
+    for method, left, random_left, seconds in faithfulness_table(net, digits, labels):
+        print(f"| {method} | {left:.2f} | {random_left:.2f} | {1000 * seconds:.1f} ms |")
+
+
+TILE = 84  # pixels of one feature map in the pictures below
+SCALE = 10  # each input pixel becomes a 10x10 block
+
+
+def _colour(values, cmap, low, high):
+    import matplotlib
+    scaled = ((values - low) / max(high - low, 1e-12)).clamp(0, 1).numpy()
+    return (matplotlib.colormaps[cmap](scaled)[..., :3] * 255).astype("uint8")
+
+
+def _blocks(rgb, scale):
+    return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
+
+
+def feature_map_grid(maps, layer, count=8, field=None):
+    """A picture of one layer's `count` most active channels for one image: each map after the ReLU that
+    follows it (what the next layer reads), on one shared scale, with its channel number beneath.
+    `maps` is (channels, height, width). Returns (RGB uint8 array, channels shown in order)."""
+    from PIL import Image, ImageDraw
+    maps = maps.detach().float().cpu().relu()
+    channels = maps.mean(dim=(1, 2)).topk(min(count, len(maps))).indices.tolist()
+    high = maps[channels].max().item()
+    label = 14
+    grid = Image.new("RGB", (len(channels) * TILE, TILE + label), "white")
+    draw = ImageDraw.Draw(grid)
+    for i, channel in enumerate(channels):
+        tile = Image.fromarray(_colour(maps[channel], "viridis", 0.0, high)).resize((TILE, TILE), Image.NEAREST)
+        grid.paste(tile, (i * TILE, 0))
+        draw.text((i * TILE + 3, TILE + 1), f"ch {channel}", fill="black")
+    return np.asarray(grid), channels
+
+
+def unit_at(x, y, size):
+    """The (row, col) of the unit under pixel (x, y) of a feature_map_grid picture of a size x size layer,
+    or None off the maps."""
+    if not 0 <= y < TILE or x < 0:
+        return None
+    return int(y * size // TILE), int((x % TILE) * size // TILE)
+
+
+def input_with_box(network_input, box=None):
+    """The normalized (1, 1, 28, 28) input as a large grey picture, with `box` (top, left, bottom, right,
+    inclusive input pixels) outlined in red."""
+    pixels = (network_input.detach().float().cpu()[0, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1)
+    picture = _blocks((pixels.numpy()[..., None].repeat(3, axis=2) * 255).astype("uint8"), SCALE)
+    if box is not None:
+        top, left, bottom, right = (v * SCALE for v in box)
+        bottom, right = bottom + SCALE - 1, right + SCALE - 1
+        for edge in (picture[top:top + 2, left:right + 1], picture[bottom - 1:bottom + 1, left:right + 1],
+                     picture[top:bottom + 1, left:left + 2], picture[top:bottom + 1, right - 1:right + 1]):
+            edge[...] = (230, 30, 30)
+    return picture
+
+
+def attribution_picture(network_input, map_28):
+    """An attribution map over the input: red where a pixel raised the digit's score, blue where it lowered
+    it, on a scale symmetric around zero, blended with the digit's strokes."""
+    grey = (network_input.detach().float().cpu()[0, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1).numpy()[..., None]
+    limit = max(map_28.abs().max().item(), 1e-12)
+    heat = _colour(map_28.float().cpu(), "RdBu_r", -limit, limit).astype("float32")
+    blended = heat * (1 - 0.35 * grey) + 0.35 * grey * 40  # the ink shows through as a darker trace
+    return _blocks(blended.clip(0, 255).astype("uint8"), SCALE)
+
+
+def plot_feature_maps(model, image, layers=("conv1", "conv2", "conv3", "conv4")):
+    """The most active feature maps of each convolution for one normalized (1, 28, 28) image; the figure."""
+    import matplotlib.pyplot as plt
+    fields = {row["layer"]: row for row in receptive_fields(model)}
+    with torch.no_grad():
+        maps = activations(model, image.unsqueeze(0).to(next(model.parameters()).device))
+    fig, axes = plt.subplots(len(layers), 1, figsize=(12, 1.9 * len(layers)))
+    for ax, layer in zip(axes, layers):
+        ax.imshow(feature_map_grid(maps[layer][0], layer)[0])
+        ax.set_title(f"{layer}: {fields[layer]['output']} maps, the 8 most active of {maps[layer].shape[1]}; "
+                     f"each unit sees {fields[layer]['rf']}x{fields[layer]['rf']} input pixels", fontsize=10)
+        ax.axis("off")
+    fig.tight_layout()
+    return fig
+
+
+def plot_attributions(model, incorrect_pred, count=20, cols=5):
+    """Over each misclassified digit of the gallery (utils.plot_incorrect): which pixels raised the score of
+    the wrong answer (red) or lowered it (blue); the figure."""
+    import matplotlib.pyplot as plt
+    count = min(count, len(incorrect_pred["images"]))
+    if count == 0:
+        fig, ax = plt.subplots(figsize=(4, 1))
+        ax.axis("off")
+        ax.set_title("no misclassified digits")
+        return fig
+    device = next(model.parameters()).device
+    images = torch.stack(incorrect_pred["images"][:count]).to(device)
+    maps = attribution(model, images, incorrect_pred["predicted_vals"][:count])
+    rows = max(1, -(-count // cols))
+    fig, axs = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows), squeeze=False)
+    for i, ax in enumerate(axs.flat):
+        ax.axis("off")
+        if i < count:
+            ax.imshow(attribution_picture(images[i:i + 1], maps[i]))
+            ax.set_title(f"{incorrect_pred['ground_truths'][i]} -> {incorrect_pred['predicted_vals'][i]}")
+    fig.suptitle("What raised the wrong answer (red) and what spoke against it (blue): label -> prediction")
+    fig.tight_layout()
+    return fig

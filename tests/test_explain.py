@@ -1,0 +1,128 @@
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import explain
+from checkpoint import load_checkpoint
+from conftest import ROOT
+from data import load_mnist, test_transforms
+from model import Net
+
+NET_FIELDS = [("conv1", "26x26", 3, 1), ("conv2", "24x24", 5, 1), ("pool1", "12x12", 6, 2), ("conv3", "10x10", 10, 2),
+              ("conv4", "8x8", 14, 2), ("pool2", "4x4", 16, 4), ("fc1", 50, 28, None), ("fc2", 10, 28, None)]
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model = Net()
+    load_checkpoint(f"{ROOT}/s5_net.pt", model)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def test_digits():
+    data = load_mnist(train=False, transform=test_transforms)
+    return torch.stack([data[i][0] for i in range(200)]), data.targets[:200]
+
+
+def test_receptive_fields_of_net_come_from_its_layers():
+    rows = explain.receptive_fields(Net())
+    assert [(r["layer"], r["output"], r["rf"], r["jump"]) for r in rows] == NET_FIELDS
+    table = explain.receptive_field_table(Net()).splitlines()
+    assert table[5].split() == ["conv4", "8x8", "14x14", "2"] and table[7].split() == ["fc1", "50", "28x28", "-"]
+
+
+def test_receptive_fields_of_another_network_with_stride_padding_dilation_and_pooling_modules():
+    other = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2), nn.MaxPool2d(2), nn.Conv2d(4, 8, 3, stride=2),
+                          nn.ReLU(), nn.Conv2d(8, 8, 3, dilation=2, padding=2), nn.AvgPool2d(3, stride=1),
+                          nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
+    rows = explain.receptive_fields(other)
+    # by hand: rf += (k - 1) * dilation * jump; jump *= stride; a module's name names the layer
+    assert [(r["layer"], r["output"], r["rf"], r["jump"]) for r in rows] == [
+        ("0", "28x28", 5, 1), ("1", "14x14", 6, 2), ("2", "6x6", 10, 4), ("4", "6x6", 26, 4), ("5", "4x4", 34, 4),
+        ("7", 10, 34 + 3 * 4, None)]
+    assert [r["start"] for r in rows[:5]] == [0.0, 0.5, 2.5, 2.5, 6.5]
+
+
+def test_a_units_box_is_exactly_the_pixels_that_can_change_it():
+    """The box from the geometry against autograd: over many random inputs, the input pixels with a nonzero
+    gradient for one unit fill exactly its box (a max-pool passes one pixel per window each time)."""
+    torch.manual_seed(0)
+    model = Net().double()
+    fields = {row["layer"]: row for row in explain.receptive_fields(model)}
+    for layer, unit in [("conv1", (0, 0)), ("conv2", (10, 3)), ("pool1", (11, 0)), ("conv3", (4, 7)),
+                        ("conv4", (0, 0)), ("conv4", (7, 7)), ("conv4", (3, 5)), ("pool2", (1, 2))]:
+        reached = torch.zeros(28, 28, dtype=torch.bool)
+        for _ in range(40):
+            images = torch.randn(1, 1, 28, 28, dtype=torch.float64, requires_grad=True)
+            output = explain.activations(model, images)[layer]
+            channel = int(output[0, :, unit[0], unit[1]].abs().argmax())
+            grad, = torch.autograd.grad(output[0, channel, unit[0], unit[1]], images)
+            reached |= grad[0, 0] != 0
+        rows, cols = reached.nonzero().unbind(1)
+        top, left, bottom, right = explain.receptive_field_box(fields[layer], *unit)
+        assert (rows.min(), cols.min(), rows.max(), cols.max()) == (top, left, bottom, right), layer
+        assert reached.sum() == (bottom - top + 1) * (right - left + 1), layer  # the whole box, not its outline
+    assert explain.receptive_field_box(fields["conv4"], 3, 5) == (6, 10, 19, 23)  # 14x14 inside the image
+
+
+def test_activations_are_the_models_own_intermediate_values(shipped, test_digits):
+    images = test_digits[0][:16]
+    outputs = explain.activations(shipped, images)
+    with torch.no_grad():
+        conv1 = shipped.conv1(images)
+        conv2 = shipped.conv2(F.relu(conv1))
+        pool1 = F.max_pool2d(conv2, 2)
+        conv3 = shipped.conv3(F.relu(pool1))
+        conv4 = shipped.conv4(F.relu(conv3))
+        pool2 = F.max_pool2d(conv4, 2)
+    expected = {"conv1": conv1, "conv2": conv2, "pool1": pool1, "conv3": conv3, "conv4": conv4, "pool2": pool2}
+    assert list(outputs) == list(expected)
+    for name, value in expected.items():
+        assert torch.equal(outputs[name], value), name
+    assert not shipped._forward_hooks and not shipped.conv1._forward_hooks  # nothing left attached
+
+
+def test_attribution_answers_for_any_digit(shipped, test_digits):
+    images, labels = test_digits[0][:4], test_digits[1][:4]
+    maps = explain.attribution(shipped, images, labels)
+    assert maps.shape == (4, 28, 28) and maps.dtype == torch.float32
+    other = explain.attribution(shipped, images, (labels + 1) % 10)  # "why not this one?"
+    assert not torch.allclose(maps, other)
+    with pytest.raises(ValueError, match="Unknown attribution method 'lime': use one of integrated_gradients"):
+        explain.attribution(shipped, images, labels, "lime")
+
+
+def test_the_default_attribution_is_faithful_by_deletion(shipped, test_digits):
+    images, labels = test_digits
+    maps = explain.attribution(shipped, images, labels)
+    left, random_left = explain.deletion_test(shipped, images, labels, maps)
+    assert left <= 0.30 and left < random_left - 0.3, (left, random_left)
+    gradcam_left, _ = explain.deletion_test(shipped, images, labels,
+                                            explain.attribution(shipped, images, labels, "gradcam_conv4"))
+    assert gradcam_left > random_left  # the issue's finding: Grad-CAM on conv4 is worse than chance here
+
+
+def test_deletion_test_deletes_what_it_says(shipped, test_digits):
+    images, labels = test_digits[0][:50], test_digits[1][:50]
+    ink = (images > explain.BACKGROUND + 1e-6).float().squeeze(1)
+    left_ink, random_left = explain.deletion_test(shipped, images, labels, ink + torch.rand(ink.shape))
+    left_nothing, _ = explain.deletion_test(shipped, images, labels, -ink, fraction=0.05)  # background only
+    with torch.no_grad():
+        before = shipped(images).exp().gather(1, labels[:, None]).mean().item()
+    assert left_nothing == pytest.approx(before, abs=0.02)  # deleting black pixels changes nothing
+    assert left_ink < before and random_left < before
+
+
+def test_a_click_on_a_grid_picks_the_unit_under_it():
+    tile = explain.TILE
+    assert explain.unit_at(0, 0, 8) == (0, 0)
+    assert explain.unit_at(tile - 1, tile - 1, 8) == (7, 7)
+    assert explain.unit_at(3 * tile + tile // 2, tile // 4, 8) == (2, 4)  # fourth map, its unit (2, 4)
+    assert explain.unit_at(5, tile + 3, 8) is None  # the channel label below the maps
+    grid, channels = explain.feature_map_grid(torch.rand(32, 26, 26), "conv1")
+    assert grid.shape == (tile + 14, 8 * tile, 3) and len(set(channels)) == 8
+    picture = explain.input_with_box(torch.zeros(1, 1, 28, 28), (6, 10, 19, 23))
+    red = (picture == [230, 30, 30]).all(axis=2).nonzero()
+    assert (red[0].min(), red[1].min(), red[0].max(), red[1].max()) == (60, 100, 199, 239)  # 14x14 pixels, x10
