@@ -175,7 +175,7 @@ def build(checkpoint=DEFAULT_WEIGHTS):
             with gr.Row():
                 upload = gr.File(label="An image file showing one digit", type="filepath", elem_id="upload")
                 with gr.Column():
-                    upload_label = gr.Label(num_top_classes=3, label="The network says")
+                    upload_label = gr.Label(num_top_classes=3, label="The network says", elem_id="upload-label")
                     upload_preview = gr.Image(label="What the network reads (28x28)", type="numpy", image_mode="L",
                                               interactive=False)
             upload_done = upload.change(functools.partial(read_file, model=model), upload,

@@ -68,8 +68,13 @@ def to_grey(image):
         image = Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array)
     image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-        # transparent pixels are paper, not ink
-        image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image.convert("RGBA"))
+        # Transparent pixels are paper, not ink. The paper takes the shade opposite to the opaque pixels,
+        # so that white ink on a transparent page does not vanish into white paper.
+        image = image.convert("RGBA")
+        rgba = np.asarray(image)
+        opaque = rgba[..., :3][rgba[..., 3] > 127]
+        paper = "black" if opaque.size and opaque.mean() > 127 else "white"
+        image = Image.alpha_composite(Image.new("RGBA", image.size, paper), image)
     grey = np.asarray(image.convert("L"), dtype=np.float32) / 255.0
     return torch.from_numpy(grey.copy())
 

@@ -86,13 +86,13 @@ def running_app():
         except OSError:
             assert process.poll() is None, first_line + process.stdout.read()
             time.sleep(0.3)
-    yield url, first_line
+    yield url, first_line, process
     process.terminate()
     process.wait(timeout=30)
 
 
 def test_the_app_prints_its_local_address(running_app):
-    url, first_line = running_app
+    url, first_line, _ = running_app
     assert first_line.strip() == f"S5 digit demo on {url.rstrip('/')} (Ctrl+C stops it)"
 
 
@@ -125,6 +125,14 @@ def test_the_explain_api_returns_the_inside_pictures(running_app, mnist_test, tm
     shapes = [np.asarray(Image.open(picture)).shape for picture in grids]
     assert shapes == [(98, 672, 3)] * 4  # eight 84-pixel maps of each convolution, and their channel numbers
     assert np.asarray(Image.open(field_input)).shape == np.asarray(Image.open(attribution)).shape == (280, 280, 3)
+
+
+def test_an_image_pasted_onto_the_sketchpad_is_read(mnist_test):
+    """A pasted picture arrives as the background and the composite, with no drawn layer."""
+    for index in range(5):
+        pasted = np.asarray(user_image(mnist_test.data[index], np.random.default_rng(index), 120, "RGB").convert("RGBA"))
+        label, _, _ = app.read_drawing({"background": pasted, "layers": [], "composite": pasted})
+        assert max(label, key=label.get) == str(mnist_test.targets[index].item())
 
 
 def test_the_inside_view_handlers(mnist_test):
@@ -252,7 +260,7 @@ def clear(page):
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")
-def test_drawing_in_a_browser(running_app, tmp_path):
+def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
     from playwright.sync_api import sync_playwright
     url = running_app[0]
     with sync_playwright() as playwright:
@@ -301,9 +309,28 @@ def test_drawing_in_a_browser(running_app, tmp_path):
         page.click('#sketch button[aria-label="Erase"]')
         stroke(page, [(0.3, 0.5), (0.7, 0.5)])
         wait_for(page, lambda: page.inner_text("#sketch-label") != before)
+        # the Upload tab: a file chosen in the page is read like the drawing, and looked inside
+        page.click('button[role="tab"]:has-text("Upload")')
+        digit_file = tmp_path / "upload.png"
+        user_image(mnist_test.data[1], np.random.default_rng(5), 100, "L").save(digit_file)  # test digit 1 is a 2
+        page.set_input_files("#upload input[type=file]", str(digit_file))
+        wait_for(page, lambda: re.search(r"\n2\n", page.inner_text("#upload-label")))
         browser.close()
     print(f"stroke end to label: median {1000 * statistics.median(latencies):.0f} ms over {len(latencies)} digits; "
           f"to the whole Inside view: median {1000 * statistics.median(inside):.0f} ms over {len(inside)} digits")
     # generous bounds, for a loaded 2-core CPU rendering in software; the README states what was measured
     assert statistics.median(latencies) < 5 and statistics.median(inside) < 8
     assert outside == []  # nothing loaded from outside 127.0.0.1
+
+
+def test_the_app_listens_on_loopback_only_and_connects_nowhere(running_app):
+    """After the tests above used it: the server's own sockets, not only what a page requested."""
+    psutil = pytest.importorskip("psutil")
+    url, first_line, _ = running_app
+    assert "gradio.live" not in first_line and "share" not in first_line.lower()  # no share link
+    server = psutil.Process(running_app[2].pid)
+    sockets = server.net_connections(kind="inet")
+    listening = [c.laddr for c in sockets if c.status == psutil.CONN_LISTEN]
+    assert listening and all(address.ip == "127.0.0.1" for address in listening), listening
+    remote = {c.raddr.ip for c in sockets if c.raddr}
+    assert remote <= {"127.0.0.1"}, remote  # no analytics, no telemetry, no fonts from elsewhere

@@ -27,6 +27,11 @@ def test_benchmark_measures_both_pipelines_and_ends_with_the_speedup(monkeypatch
     out, seconds = run_benchmark()
     assert seconds < 60
     assert re.fullmatch(r"speedup: \d+\.\d\d", out.strip().splitlines()[-1])
+    seed = float(re.search(r"^seed pipeline \(.*\):\s+(\d+) images/s \(median\)$", out, re.M).group(1))
+    fast = float(re.search(r"^fast path \(.*\):\s+(\d+) images/s \(median\)$", out, re.M).group(1))
+    speedup = float(out.strip().splitlines()[-1].split()[-1])
+    assert speedup == pytest.approx(fast / seed, abs=0.01 + 0.5 / seed * speedup)  # the printed figures agree
+    assert speedup > 1  # the fast path is faster here, whatever this CPU
     rates = {name: float(rate) for name, rate in re.findall(r"round 1 (seed|fast):\s+(\d+) images/s", out)}
     assert set(rates) == {"seed", "fast"} and all(rate > 0 for rate in rates.values())
     for part in ("augmentation", "forward", "backward", "optimizer"):

@@ -1,11 +1,14 @@
 import os
 import pickle
+import subprocess
+import sys
 
 import pytest
 import torch
 import torch.nn as nn
 import torch.optim as optim
 
+from conftest import ROOT
 from checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fast import DeviceLoader, grad_scaler, prepare_fast
 from model import Net
@@ -77,6 +80,44 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path):
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["run.pt"]  # no temporary file left behind
     assert load_checkpoint(path, Net())["epoch"] == 1
+
+
+KILLED_WHILE_SAVING = """
+import os, random, signal, sys, time
+sys.path.insert(0, sys.argv[1])
+import torch
+from checkpoint import load_checkpoint, save_checkpoint
+from model import Net
+
+path, model, kills, survived = sys.argv[2], Net(), int(sys.argv[3]), set()
+os.umask(0o027)
+save_checkpoint(path, model, epoch=0, payload=bytes(20_000_000))
+random.seed(0)
+for kill in range(kills):
+    child = os.fork()
+    if child == 0:  # saves new checkpoints, each of 20 MB, until it is killed
+        for epoch in range(1 + 1000 * kill, 1001 + 1000 * kill):
+            save_checkpoint(path, model, epoch=epoch, payload=bytes([epoch % 251]) * 20_000_000)
+        os._exit(0)
+    time.sleep(random.uniform(0.05, 1.0))
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    state = load_checkpoint(path, Net())  # raises if the file is not a whole checkpoint
+    payload = state["payload"]
+    assert payload == bytes([state["epoch"] % 251]) * 20_000_000, "a mixture of two saves"
+    assert os.stat(path).st_mode & 0o777 == 0o640, oct(os.stat(path).st_mode)  # 0o666 less the umask
+    survived.add(state["epoch"])
+print(len(survived), "different checkpoints survived", kills, "kills")
+"""
+
+
+def test_a_save_killed_at_any_moment_leaves_a_whole_checkpoint(tmp_path):
+    """SIGKILL at random moments of a loop of saves: the file on disk always loads, old or new, never a mixture."""
+    run = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, ROOT, str(tmp_path / "run.pt"), "12"],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-3000:]
+    survived = int(run.stdout.split()[0])
+    assert survived >= 3  # the kills landed at different moments, some after whole saves
 
 
 def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):

@@ -3,6 +3,7 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 import torchvision.transforms.functional as TF
+from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD
@@ -27,8 +28,54 @@ def test_batched_augmentation_matches_torchvision(mnist_test, angle, crop):
         expected.append(TF.rotate(digit, angle, InterpolationMode.NEAREST, fill=0))
     difference = (ours - torch.stack(expected).float()).abs()
     assert difference.max().item() <= 1.0  # within one grey level at every pixel
-    if not crop and angle == 0.0:
-        assert difference.max().item() == 0
+    if not crop:
+        assert difference.max().item() == 0  # the rotation alone: exactly torchvision's, at every angle
+
+
+GRID = torch.arange(-17.0, 17.01, 0.25)  # angles to compare against, a little beyond the recipe's +-15
+
+
+def read_augmentation(images, digit):
+    """(crop, angle) of each augmented copy of `digit`, read from its pixels: the nearest of augment's
+    outputs over GRID, with and without the crop; where neighbouring angles give the same picture (nearest
+    neighbour sampling), the middle of them. images: (N, 1, 28, 28) in [0, 1]."""
+    angles, crop = GRID.repeat(2), torch.arange(2 * len(GRID)) >= len(GRID)
+    bank = augment(digit.expand(len(angles), 1, 28, 28), angles, crop).flatten(1)
+    distance = torch.cdist(images.flatten(1).float(), bank)
+    nearest = distance <= distance.min(dim=1, keepdim=True).values + 1e-4
+    return crop[distance.argmin(dim=1)], (nearest * angles).sum(dim=1) / nearest.sum(dim=1)
+
+
+def assert_the_recipe(crop, angles):
+    """One image in ten zoomed, angles filling +-15 degrees evenly and never beyond."""
+    n = len(crop)
+    assert abs(crop.float().mean().item() - 0.1) < 4 * (0.1 * 0.9 / n) ** 0.5, crop.float().mean()
+    assert angles.abs().max() <= 15.25 and angles.min() <= -14 and angles.max() >= 14
+    counts = torch.histc(angles, bins=6, min=-15, max=15)  # 5-degree bins
+    # around 0 several angles give the same picture, so only the two middle bins together are read reliably
+    counts = torch.cat([counts[:2], counts[2:4].sum(dim=0, keepdim=True) / 2, counts[4:]])
+    assert counts.min() > 0.75 * counts.mean(), counts
+
+
+def test_the_fast_loader_augments_each_image_as_the_recipe_says(mnist_train):
+    """Read from the pixels the loader yields: 4096 copies of one digit, in batches of 512."""
+    copies = torch.utils.data.Subset(mnist_train, [7] * 4096)
+    torch.manual_seed(0)
+    batches = [data * MNIST_STD + MNIST_MEAN for data, _ in DeviceLoader(copies, 512, "cpu", train=True)]
+    crop, angles = read_augmentation(torch.cat(batches), mnist_train.data[7].float() / 255)
+    assert_the_recipe(crop, angles)
+    per_batch = crop.view(8, 512).sum(dim=1)
+    assert per_batch.min() > 0 and per_batch.max() < 512  # chosen per image, never for a whole batch
+
+
+def test_the_batched_augmentation_matches_the_seed_pipelines_pil_transforms_in_distribution(mnist_train):
+    from data import train_transforms
+    digit = mnist_train.data[7]
+    pil = Image.fromarray(digit.numpy())
+    torch.manual_seed(0)
+    augmented = torch.stack([train_transforms(pil) for _ in range(2000)]) * MNIST_STD + MNIST_MEAN
+    crop, angles = read_augmentation(augmented, digit.float() / 255)
+    assert_the_recipe(crop, angles)
 
 
 def test_augmentation_draws_cover_the_recipe():

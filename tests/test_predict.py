@@ -63,6 +63,49 @@ def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
     assert predict.predict(np.asarray(image, dtype=np.float32) / 255)[0] == 7
 
 
+def centre_of_mass(prepared):
+    ink = prepared[0, 0] * 0.3081 + 0.1307
+    rows, cols = torch.arange(28.0)[:, None], torch.arange(28.0)[None, :]
+    return (ink * rows).sum().item() / ink.sum().item(), (ink * cols).sum().item() / ink.sum().item()
+
+
+def test_the_centre_of_mass_lands_on_pixel_14_14_and_a_shift_on_the_page_changes_nothing(mnist_test):
+    for index in range(20):
+        page = Image.new("L", (160, 140), 255)
+        ink = Image.fromarray(255 - mnist_test.data[index].numpy()).resize((84, 84), Image.BILINEAR)
+        page.paste(ink, (30, 20))
+        prepared = predict.preprocess(page)
+        row, col = centre_of_mass(prepared)
+        assert abs(row - 14) <= 0.5 and abs(col - 14) <= 0.5, (index, row, col)  # as MNIST's digits
+        for dx, dy in [(1, 0), (0, 1), (-1, -1), (17, 9)]:
+            moved = Image.new("L", page.size, 255)
+            moved.paste(ink, (30 + dx, 20 + dy))
+            assert torch.equal(predict.preprocess(moved), prepared), (index, dx, dy)
+
+
+def test_transparent_paletted_and_rotated_files_read_as_the_plain_image(mnist_test, tmp_path):
+    digit = mnist_test.data[3].numpy()  # a 0
+    ink = np.asarray(Image.fromarray(digit).resize((90, 90), Image.BILINEAR))
+    plain = tmp_path / "plain.png"
+    Image.fromarray(255 - ink).save(plain)
+    expected = predict.preprocess(str(plain))
+    for name, colour in [("black_on_transparent.png", 0), ("white_on_transparent.png", 255)]:
+        rgba = np.zeros((90, 90, 4), np.uint8)
+        rgba[..., :3], rgba[..., 3] = colour, ink  # the drawing is all in the alpha channel
+        Image.fromarray(rgba).save(tmp_path / name)
+        torch.testing.assert_close(predict.preprocess(str(tmp_path / name)), expected, atol=0.02, rtol=0, msg=name)
+    Image.fromarray(255 - ink).convert("P").save(tmp_path / "paletted.png")
+    torch.testing.assert_close(predict.preprocess(str(tmp_path / "paletted.png")), expected, atol=0.02, rtol=0)
+    # a phone photo: stored on its side, with the EXIF orientation that says how to turn it upright
+    sideways = Image.fromarray(255 - ink).transpose(Image.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to view
+    sideways.save(tmp_path / "photo.jpg", exif=exif.tobytes(), quality=95)
+    upright = predict.preprocess(str(tmp_path / "photo.jpg"))
+    assert (upright - expected).abs().mean() < 0.1  # JPEG blocks of the turned picture; unturned: 0.39
+    assert predict.predict(str(tmp_path / "white_on_transparent.png"))[0] == 0
+
+
 def run_cli(*args):
     return subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *args], capture_output=True,
                           text=True, timeout=120)
