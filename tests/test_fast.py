@@ -165,6 +165,10 @@ def test_each_precision_trains_on_this_cpu(mnist_test, precision):
     before = model.conv1.weight.detach().clone()
     with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
         assert model.conv2(model.conv1(batches[0][0])).dtype == (amp_dtype or torch.float32)
+        low = nn.CrossEntropyLoss()(model(batches[0][0]), batches[0][1]).item()
+    exact = nn.CrossEntropyLoss()(model(batches[0][0]), batches[0][1]).item()
+    # the same loss as float32, to within the dtype's precision (bf16 keeps 8 bits of mantissa, fp16 11)
+    assert low == pytest.approx(exact, rel={"fp32": 0, "bf16": 0.03, "fp16": 0.005}[precision])
     accuracy, loss = train(model, "cpu", batches, optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
                            nn.CrossEntropyLoss(), amp_dtype, 1, scaler)
     assert 0 < loss < 10 and 0 <= accuracy <= 100
