@@ -113,11 +113,11 @@ print(len(survived), "different checkpoints survived", kills, "kills")
 
 def test_a_save_killed_at_any_moment_leaves_a_whole_checkpoint(tmp_path):
     """SIGKILL at random moments of a loop of saves: the file on disk always loads, old or new, never a mixture."""
-    run = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, ROOT, str(tmp_path / "run.pt"), "12"],
+    run = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, ROOT, str(tmp_path / "run.pt"), "8"],
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     survived = int(run.stdout.split()[0])
-    assert survived >= 3  # the kills landed at different moments, some after whole saves
+    assert survived >= 2  # the kills landed at different moments, some after whole saves
 
 
 def test_a_pickle_payload_is_refused_and_never_runs(tmp_path):

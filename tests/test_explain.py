@@ -6,7 +6,7 @@ import torch.nn.functional as F
 import explain
 from checkpoint import load_checkpoint
 from conftest import ROOT
-from data import load_mnist, test_transforms
+import data
 from model import Net
 
 NET_FIELDS = [("conv1", "26x26", 3, 1), ("conv2", "24x24", 5, 1), ("pool1", "12x12", 6, 2), ("conv3", "10x10", 10, 2),
@@ -22,8 +22,8 @@ def shipped():
 
 @pytest.fixture(scope="module")
 def test_digits():
-    data = load_mnist(train=False, transform=test_transforms)
-    return torch.stack([data[i][0] for i in range(200)]), data.targets[:200]
+    digits = data.load_mnist(train=False, transform=data.test_transforms)
+    return torch.stack([digits[i][0] for i in range(200)]), digits.targets[:200]
 
 
 def test_receptive_fields_of_net_come_from_its_layers():
