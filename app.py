@@ -109,7 +109,7 @@ def inside_view(network_input, model, digit=None):
         maps = explain.activations(model, network_input)
         answer = int(model(network_input).argmax())
     digit = answer if digit is None else int(digit)
-    grids = [explain.feature_map_grid(maps[layer][0], layer) for layer in CONVOLUTIONS]
+    grids = [explain.feature_map_grid(maps[layer][0]) for layer in CONVOLUTIONS]
     state = {"input": network_input, "channels": [channels for _, channels in grids],
              "sizes": [maps[layer].shape[-1] for layer in CONVOLUTIONS]}
     attribution = explain.attribution(model, network_input, [digit])[0]

@@ -257,7 +257,7 @@ def _blocks(rgb, scale):
     return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
 
 
-def feature_map_grid(maps, layer, count=8, field=None):
+def feature_map_grid(maps, count=8):
     """A picture of one layer's `count` most active channels for one image: each map after the ReLU that
     follows it (what the next layer reads), on one shared scale, with its channel number beneath.
     `maps` is (channels, height, width). Returns (RGB uint8 array, channels shown in order)."""
@@ -283,11 +283,15 @@ def unit_at(x, y, size):
     return int(y * size // TILE), int((x % TILE) * size // TILE)
 
 
+def _grey(network_input):
+    """The (28, 28) grey levels in [0, 1] of a normalized (1, 1, 28, 28) input, as a numpy array."""
+    return (network_input.detach().float().cpu()[0, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1).numpy()
+
+
 def input_with_box(network_input, box=None):
     """The normalized (1, 1, 28, 28) input as a large grey picture, with `box` (top, left, bottom, right,
     inclusive input pixels) outlined in red."""
-    pixels = (network_input.detach().float().cpu()[0, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1)
-    picture = _blocks((pixels.numpy()[..., None].repeat(3, axis=2) * 255).astype("uint8"), SCALE)
+    picture = _blocks((_grey(network_input)[..., None].repeat(3, axis=2) * 255).astype("uint8"), SCALE)
     if box is not None:
         top, left, bottom, right = (v * SCALE for v in box)
         bottom, right = bottom + SCALE - 1, right + SCALE - 1
@@ -300,7 +304,7 @@ def input_with_box(network_input, box=None):
 def attribution_picture(network_input, map_28):
     """An attribution map over the input: red where a pixel raised the digit's score, blue where it lowered
     it, on a scale symmetric around zero, blended with the digit's strokes."""
-    grey = (network_input.detach().float().cpu()[0, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1).numpy()[..., None]
+    grey = _grey(network_input)[..., None]
     limit = max(map_28.abs().max().item(), 1e-12)
     heat = _colour(map_28.float().cpu(), "RdBu_r", -limit, limit).astype("float32")
     blended = heat * (1 - 0.35 * grey) + 0.35 * grey * 40  # the ink shows through as a darker trace
@@ -315,7 +319,7 @@ def plot_feature_maps(model, image, layers=("conv1", "conv2", "conv3", "conv4"))
         maps = activations(model, image.unsqueeze(0).to(next(model.parameters()).device))
     fig, axes = plt.subplots(len(layers), 1, figsize=(12, 1.9 * len(layers)))
     for ax, layer in zip(axes, layers):
-        ax.imshow(feature_map_grid(maps[layer][0], layer)[0])
+        ax.imshow(feature_map_grid(maps[layer][0])[0])
         ax.set_title(f"{layer}: {fields[layer]['output']} maps, the 8 most active of {maps[layer].shape[1]}; "
                      f"each unit sees {fields[layer]['rf']}x{fields[layer]['rf']} input pixels", fontsize=10)
         ax.axis("off")

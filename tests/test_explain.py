@@ -121,7 +121,7 @@ def test_a_click_on_a_grid_picks_the_unit_under_it():
     assert explain.unit_at(tile - 1, tile - 1, 8) == (7, 7)
     assert explain.unit_at(3 * tile + tile // 2, tile // 4, 8) == (2, 4)  # fourth map, its unit (2, 4)
     assert explain.unit_at(5, tile + 3, 8) is None  # the channel label below the maps
-    grid, channels = explain.feature_map_grid(torch.rand(32, 26, 26), "conv1")
+    grid, channels = explain.feature_map_grid(torch.rand(32, 26, 26))
     assert grid.shape == (tile + 14, 8 * tile, 3) and len(set(channels)) == 8
     picture = explain.input_with_box(torch.zeros(1, 1, 28, 28), (6, 10, 19, 23))
     red = (picture == [230, 30, 30]).all(axis=2).nonzero()

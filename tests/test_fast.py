@@ -176,7 +176,7 @@ def test_each_precision_trains_on_this_cpu(mnist_test, precision):
     assert not torch.equal(model.conv1.weight, before)  # it took its steps
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 def test_train_on_cuda_in_its_precision(mnist_test):
     model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
     capability = torch.cuda.get_device_capability()
@@ -187,7 +187,7 @@ def test_train_on_cuda_in_its_precision(mnist_test):
     assert 0 <= accuracy <= 100 and 0 < loss < 10
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@needs_cuda
 def test_a_non_finite_loss_on_cuda_names_the_batch(mnist_test):
     model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
     batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(512)), 64, "cuda"))
