@@ -151,7 +151,9 @@ def receptive_field_of(state, index, fields, layer, xy):
         f"columns {left}-{right}: {bottom - top + 1}x{right - left + 1} pixels{clipped}.")
 
 
-def build(checkpoint=DEFAULT_WEIGHTS):
+# The page layout and the launch are tested in a browser and in a server process, which mutation testing
+# cannot follow; it mutates the handlers above.
+def build(checkpoint=DEFAULT_WEIGHTS):  # pragma: no mutate block
     """The Blocks app; raises CheckpointError for weights that cannot be read."""
     model = load_model(checkpoint)
 
@@ -213,7 +215,7 @@ def build(checkpoint=DEFAULT_WEIGHTS):
     return demo
 
 
-def main(argv=None):
+def main(argv=None):  # pragma: no mutate block
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", default=DEFAULT_WEIGHTS, help="weights to use (default: %(default)s)")
     args = parser.parse_args(argv)

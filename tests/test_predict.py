@@ -106,12 +106,17 @@ def test_transparent_paletted_and_rotated_files_read_as_the_plain_image(mnist_te
     assert predict.predict(str(tmp_path / "white_on_transparent.png"))[0] == 0
 
 
-def run_cli(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *args], capture_output=True,
-                          text=True, timeout=120)
+@pytest.fixture
+def run_cli(capsys):
+    """predict.py's command line, run in this process (mutation testing follows no subprocess)."""
+    def run(*args):
+        returncode = predict.main(list(args))
+        printed = capsys.readouterr()
+        return subprocess.CompletedProcess(["predict.py", *args], returncode, printed.out, printed.err)
+    return run
 
 
-def test_cli_answers_every_image_and_names_each_bad_one(mixed_images):
+def test_cli_answers_every_image_and_names_each_bad_one(mixed_images, run_cli):
     run = run_cli(*mixed_images)
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
@@ -125,7 +130,7 @@ def test_cli_answers_every_image_and_names_each_bad_one(mixed_images):
         assert error.startswith(path + ": ") and expected in error
 
 
-def test_cli_json(mixed_images):
+def test_cli_json(mixed_images, run_cli):
     run = run_cli("--json", *mixed_images[:3])
     assert run.returncode == 1
     answers = json.loads(run.stdout)
@@ -136,7 +141,14 @@ def test_cli_json(mixed_images):
     assert run_cli("--json", mixed_images[0]).returncode == 0
 
 
-def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path):
+def test_the_script_runs_as_a_command(mixed_images):
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *mixed_images[:2]], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.stdout.startswith(mixed_images[0] + ": 2 (") and run.stderr.startswith(mixed_images[1] + ": no such file")
+
+
+def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path, run_cli):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"PK\x03\x04 not really a checkpoint")
     run = run_cli("--checkpoint", str(broken), mixed_images[0])
