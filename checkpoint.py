@@ -3,9 +3,7 @@
 Writes are atomic (a temporary file in the same folder, then a rename), and loading goes through
 torch.load(weights_only=True), so a checkpoint can carry tensors and plain data but never code."""
 import os
-import pickle
 import tempfile
-import zipfile
 
 import torch
 
@@ -25,6 +23,16 @@ def set_rng_states(states):
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def load_failure(error):
+    """What went wrong in torch.load, in a few words: for the weights-only unpickler the object it refused
+    (e.g. 'Unsupported global: GLOBAL io.open') from its dozen lines of advice; else the first line."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if any("Weights only load failed" in line for line in lines):
+        lines = [line.split("WeightsUnpickler error:", 1)[1].split(" was not an allowed global")[0].strip()
+                 for line in lines if "WeightsUnpickler error:" in line]
+    return lines[0] if lines and lines[0] else type(error).__name__
 
 
 def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, history=None, scaler=None, **extra):
@@ -66,17 +74,15 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
         state = torch.load(path, map_location=map_location, weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"No checkpoint at {path}: check the path, or train one with S5.ipynb") from None
-    except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"Refused to load {path}: it carries Python objects that could run code when unpickled "
-            f"({first}). Save checkpoints with checkpoint.save_checkpoint or "
-            "torch.save(model.state_dict(), path).") from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile) as e:
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt: "
-            f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); "
-            "save it again or use another file") from None
+    except Exception as e:  # junk fails inside torch.load in many ways: zip, pickle, key, EOF errors
+        reason = load_failure(e)
+        if reason.startswith("Unsupported global"):
+            raise CheckpointError(
+                f"Refused to load {path}: it carries Python objects that could run code when unpickled "
+                f"({reason}). Save checkpoints with checkpoint.save_checkpoint or "
+                "torch.save(model.state_dict(), path).") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt: {reason}); "
+                              "save it again or use another file") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not a checkpoint dict or a state dict")
     if "model" not in state:

@@ -166,6 +166,22 @@ def test_bad_files_get_predict_py_s_sentence_and_the_app_keeps_serving(running_a
     assert label["label"] == "2"
 
 
+def test_the_file_handlers_read_as_predict_py_does_and_name_a_bad_file(mixed_images):
+    model = predict.load_model()
+    good, _, not_image, *_ = mixed_images
+    label, preview = app.read_file(good, model)
+    _, probabilities, network_input = predict.read_digit(good, model)
+    assert label == {str(d): p for d, p in enumerate(probabilities)}
+    assert np.array_equal(preview, app.network_view(network_input))
+    *grids, field_input, attribution, digit, state = app.inside_of_file(good, model)
+    assert digit == "2" and torch.equal(state["input"], network_input)
+    assert app.read_file(None, model) == (None, None) and app.inside_of_file(None, model) == (None,) * 8
+    for handler in (app.read_file, app.inside_of_file):
+        with pytest.raises(gr.Error) as error:
+            handler(not_image, model)
+        assert error.value.message == "notes.txt: not an image that PIL can read (use PNG, JPEG, BMP, GIF or TIFF)"
+
+
 # --- the page in a real browser -------------------------------------------------------------------------
 
 STROKES = {  # digits as pointer strokes, in fractions of the canvas

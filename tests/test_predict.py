@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -120,14 +121,22 @@ def test_cli_answers_every_image_and_names_each_bad_one(mixed_images, run_cli):
     run = run_cli(*mixed_images)
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
-    lines = run.stdout.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(mixed_images[0] + ": 2 (") and "top three: 2 " in lines[0]
+    digit, p = predict.predict(mixed_images[0])
+    top = sorted(range(10), key=lambda d: -p[d])[:3]
+    assert digit == 2 and top[0] == 2 and p[top[1]] > p[top[2]] > max(p[d] for d in range(10) if d not in top)
+    assert run.stdout == (f"{mixed_images[0]}: 2 ({p[2]:.1%}); top three: 2 {p[2]:.1%}, {top[1]} {p[top[1]]:.1%}, "
+                          f"{top[2]} {p[top[2]]:.1%}\n")
     errors = run.stderr.strip().splitlines()
     assert len(errors) == 5
-    for path, error, expected in zip(mixed_images[1:], errors, ["no such file", "not an image",
-                                                                "truncated or damaged", "blank image",
-                                                                "too large to decode safely"]):
-        assert error.startswith(path + ": ") and expected in error
+    expected = [re.escape("no such file"), re.escape("not an image that PIL can read (use PNG, JPEG, BMP, GIF or TIFF)"),
+                r"truncated or damaged image \(.+\)",
+                re.escape("blank image: no ink found (the digit must be darker or lighter than the paper)"),
+                re.escape(f"image too large to decode safely (over {Image.MAX_IMAGE_PIXELS:,} pixels, possibly a "
+                          "decompression bomb); scale it down first")]
+    for path, error, sentence in zip(mixed_images[1:], errors, expected):
+        assert re.fullmatch(re.escape(path + ": ") + sentence, error), error
+    folder = os.path.dirname(mixed_images[0])
+    assert run_cli(folder).stderr == f"{folder}: is a folder, not an image file\n"
 
 
 def test_cli_json(mixed_images, run_cli):
