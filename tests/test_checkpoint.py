@@ -256,3 +256,7 @@ def test_the_fp16_loss_scale_is_kept_for_a_resume(tmp_path):
     resumed = grad_scaler("cpu", torch.float16)
     load_checkpoint(tmp_path / "fp16.pt", Net(), scaler=resumed)
     assert resumed.get_scale() == 1024.0
+    # the weights of an fp16 run (a T4's) read without a scaler, as predict.py and the app read them
+    weights = Net()
+    load_checkpoint(tmp_path / "fp16.pt", weights)
+    assert all(torch.equal(a, b) for a, b in zip(weights.state_dict().values(), model.state_dict().values()))
