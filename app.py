@@ -43,26 +43,21 @@ THEME = gr.themes.Default(font=["ui-sans-serif", "system-ui", "sans-serif"],
 
 
 def ink_of_drawing(value):
-    """The ink of a sketchpad value ({'background', 'layers', 'composite'}) as an (H, W) uint8 array,
-    255 where drawn; None when nothing is drawn.
+    """The ink of a sketchpad value ({'background', 'layers', 'composite'}) as an array; None when the canvas
+    holds nothing.
 
-    The ink is the drawn layers' opacity, so the brush colour, a dark theme and a transparent or
-    coloured background cannot turn the digit into its negative. A value with no layers (an image
-    pasted as the background) is read from its composite, as predict.py reads any image."""
+    The ink is the drawn layers' opacity (their alpha channel), so the brush colour, a dark theme and a
+    transparent or coloured background cannot turn the digit into its negative. A value with no layers (an
+    image pasted as the background) is read from its composite, as predict.py reads any image."""
     if value is None:
         return None
-    layers = [np.asarray(layer) for layer in value.get("layers") or [] if layer is not None]
-    if layers:
-        ink = np.max([layer[..., 3] if layer.ndim == 3 and layer.shape[2] == 4 else np.zeros(layer.shape[:2], np.uint8)
-                      for layer in layers], axis=0)
-        return ink if ink.any() else None
-    composite = value.get("composite")
-    return None if composite is None else np.asarray(composite)
+    layers = [np.asarray(layer)[..., 3] for layer in value.get("layers") or [] if layer is not None]
+    return np.max(layers, axis=0) if layers else value.get("composite")
 
 
 def network_view(network_input):
     """The normalized (1, 1, 28, 28) tensor the network read, as a large blocky grey picture."""
-    pixels = (network_input[0, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1).mul(255).round().byte().numpy()
+    pixels = (network_input[0, 0] * MNIST_STD + MNIST_MEAN).mul(255).round().byte().numpy()
     return np.kron(pixels, np.ones((PREVIEW_SCALE, PREVIEW_SCALE), dtype=np.uint8))
 
 
@@ -77,11 +72,9 @@ def read_drawing(value, model=None):
     """The sketchpad's handler: (label value, preview, network input), or Nones to clear the answer when
     the canvas is empty, or holds only a trace too faint to count."""
     ink = ink_of_drawing(value)
-    if ink is None:
-        return None, None, None
     try:
-        return answer(ink, model)
-    except ImageError:
+        return answer(ink, model) if ink is not None else (None, None, None)
+    except ImageError:  # blank: cleared, erased, or too faint
         return None, None, None
 
 
@@ -100,15 +93,14 @@ CONVOLUTIONS = ("conv1", "conv2", "conv3", "conv4")
 DIGITS = [str(d) for d in range(10)]
 
 
-def inside_view(network_input, model, digit=None):
+def inside_view(network_input, model):
     """The Inside view of one network input: the four convolutions' grids, the input, the attribution for
-    `digit` (default: the network's answer), the digit, and the state that clicks and picks read."""
+    the network's answer, that digit, and the state that clicks and picks read."""
     if network_input is None:
         return (None,) * len(CONVOLUTIONS) + (None, None, None, None)
     with torch.no_grad():
         maps = explain.activations(model, network_input)
-        answer = int(model(network_input).argmax())
-    digit = answer if digit is None else int(digit)
+        digit = int(model(network_input).argmax())
     grids = [explain.feature_map_grid(maps[layer][0]) for layer in CONVOLUTIONS]
     state = {"input": network_input, "channels": [channels for _, channels in grids],
              "sizes": [maps[layer].shape[-1] for layer in CONVOLUTIONS]}
@@ -135,20 +127,18 @@ def attribution_for(state, digit, model=None):
 
 def receptive_field_of(state, index, fields, layer, xy):
     """A click at pixel `xy` of layer number `index`'s grid: the input with that unit's receptive field
-    outlined, and a sentence saying which unit reads which pixels."""
+    outlined, and a sentence saying which unit reads which pixels. Net has no padding, so every field lies
+    whole inside the image."""
     if not state:
         return None, ""
     unit = explain.unit_at(*xy, state["sizes"][index])
-    if unit is None or xy[0] >= explain.TILE * len(state["channels"][index]):
+    if unit is None:  # the channel numbers under the maps
         return explain.input_with_box(state["input"]), ""
-    channel = state["channels"][index][int(xy[0] // explain.TILE)]
+    channel = state["channels"][index][xy[0] // explain.TILE]
     top, left, bottom, right = box = explain.receptive_field_box(fields[layer], *unit)
-    rf = fields[layer]["rf"]
-    clipped = "" if (bottom - top + 1, right - left + 1) == (rf, rf) else \
-        f" (its receptive field is {rf}x{rf}; the rest lies in the padding beyond the image)"
     return explain.input_with_box(state["input"], box), (
         f"{layer}, channel {channel}, unit (row {unit[0]}, column {unit[1]}) reads input rows {top}-{bottom} and "
-        f"columns {left}-{right}: {bottom - top + 1}x{right - left + 1} pixels{clipped}.")
+        f"columns {left}-{right}: {bottom - top + 1}x{right - left + 1} pixels.")
 
 
 # The page layout and the launch are tested in a browser and in a server process, which mutation testing

@@ -22,6 +22,7 @@ gr = pytest.importorskip("gradio", reason="the demo's packages are not installed
 import app  # noqa: E402
 import explain  # noqa: E402
 import predict  # noqa: E402
+from model import Net  # noqa: E402
 from conftest import CHROMIUM, ROOT, free_port, user_image  # noqa: E402
 
 SIZE = 280  # the sketchpad's canvas
@@ -146,11 +147,35 @@ def test_the_inside_view_handlers(mnist_test):
     tile = explain.TILE
     unit_3_5_of_the_third_map = (2 * tile + 5 * tile // 8 + 2, 3 * tile // 8 + 2)
     picture, sentence = app.receptive_field_of(state, 3, fields, "conv4", unit_3_5_of_the_third_map)
-    assert sentence.startswith(f"conv4, channel {state['channels'][3][2]}, unit (row 3, column 5) reads input rows "
-                               "6-19 and columns 10-23: 14x14 pixels")
+    assert sentence == (f"conv4, channel {state['channels'][3][2]}, unit (row 3, column 5) reads input rows "
+                        "6-19 and columns 10-23: 14x14 pixels.")
+    assert np.array_equal(picture, explain.input_with_box(network_input, (6, 10, 19, 23)))
+    assert not np.array_equal(picture, explain.input_with_box(network_input))
     picture, sentence = app.receptive_field_of(state, 3, fields, "conv4", (5, tile + 5))  # a channel's label
     assert np.array_equal(picture, explain.input_with_box(network_input)) and sentence == ""
     assert app.inside_view(None, model) == (None,) * 8  # an empty canvas clears the view
+    # clicks and picks before anything was drawn, or a pick cleared
+    assert app.receptive_field_of(None, 3, fields, "conv4", (5, 5)) == (None, "")
+    assert app.attribution_for(None, "3", model) is None and app.attribution_for(state, None, model) is None
+
+
+def test_the_network_view_shows_exactly_the_pixels_the_network_read(mnist_test):
+    digit = mnist_test.data[0]
+    network_input = ((digit.float() / 255 - 0.1307) / 0.3081).view(1, 1, 28, 28)
+    assert np.array_equal(app.network_view(network_input), np.kron(digit.numpy(), np.ones((10, 10), np.uint8)))
+
+
+def test_the_handlers_answer_with_the_weights_they_are_given(mnist_test, mixed_images):
+    """`app.py --checkpoint` and `predict.py --checkpoint` hand their weights down: here a network whose weights
+    are all zero, which gives every digit 0.1 where the shipped weights are sure of the answer."""
+    zero = Net().eval()
+    with torch.no_grad():
+        for parameter in zero.parameters():
+            parameter.zero_()
+    uniform = {str(d): pytest.approx(0.1) for d in range(10)}
+    assert predict.predict(mixed_images[0], zero)[1] == [pytest.approx(0.1)] * 10
+    assert app.read_file(mixed_images[0], zero)[0] == uniform
+    assert app.read_drawing({"background": None, "layers": [drawn_layer(mnist_test.data[0])]}, zero)[0] == uniform
 
 
 def test_bad_files_get_predict_py_s_sentence_and_the_app_keeps_serving(running_app, mixed_images):

@@ -56,7 +56,7 @@ def run_epochs(model, optimizer, scheduler, amp_dtype, loader, epochs, history):
 
 def test_resumed_run_ends_with_the_same_weights(mnist_train, tmp_path):
     """The fast path on a small subset: 3 epochs straight, against 2 epochs, a checkpoint, and 1 more."""
-    loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(768)), 128, "cpu", train=True)
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(224)), 64, "cpu", train=True)  # 64, 64, 64, 32
     model, optimizer, scheduler, amp_dtype = make_run()
     straight = {"train_acc": [], "train_losses": []}
     run_epochs(model, optimizer, scheduler, amp_dtype, loader, [1, 2, 3], straight)
@@ -238,7 +238,7 @@ def test_damaged_or_foreign_checkpoints_get_clear_errors(tmp_path):
 
 
 def test_the_same_seed_gives_the_same_fast_run(mnist_train):
-    loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(512)), 128, "cpu", train=True)
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(256)), 64, "cpu", train=True)
     weights = []
     for _ in range(2):
         model, optimizer, scheduler, amp_dtype = make_run(seed=7)

@@ -62,6 +62,12 @@ def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
     assert predict.predict(np.asarray(image)) == from_path
     assert predict.predict(np.asarray(image.convert("RGB"))) == from_path
     assert predict.predict(np.asarray(image, dtype=np.float32) / 255)[0] == 7
+    assert predict.predict(np.asarray(image)[..., None]) == from_path  # (H, W, 1)
+    assert predict.predict(torch.from_numpy(np.asarray(image).copy())) == from_path
+    for shape in [(3, 28, 28), (28,), (28, 28, 2)]:
+        with pytest.raises(predict.ImageError) as error:
+            predict.predict(np.zeros(shape, np.uint8))
+        assert str(error.value) == f"array of shape {shape}: expected (H, W), (H, W, 3) or (H, W, 4)"
 
 
 def centre_of_mass(prepared):
@@ -97,6 +103,15 @@ def test_transparent_paletted_and_rotated_files_read_as_the_plain_image(mnist_te
         torch.testing.assert_close(predict.preprocess(str(tmp_path / name)), expected, atol=0.02, rtol=0, msg=name)
     Image.fromarray(255 - ink).convert("P").save(tmp_path / "paletted.png")
     torch.testing.assert_close(predict.preprocess(str(tmp_path / "paletted.png")), expected, atol=0.02, rtol=0)
+    # a GIF-style paletted image: entry 0 is the transparent paper (black in the palette, which only the
+    # transparency makes paper), entry i ink of strength i; and grey with alpha (LA): black ink whose
+    # opacity is the drawing
+    gif = Image.fromarray(ink, "L").convert("P")
+    gif.putpalette([0, 0, 0] + [255 - i for i in range(1, 256) for _ in range(3)])
+    gif.save(tmp_path / "transparent_index.png", transparency=0)
+    Image.fromarray(np.dstack([np.zeros_like(ink), ink]), "LA").save(tmp_path / "la.png")
+    for name in ["transparent_index.png", "la.png"]:
+        torch.testing.assert_close(predict.preprocess(str(tmp_path / name)), expected, atol=0.02, rtol=0, msg=name)
     # a phone photo: stored on its side, with the EXIF orientation that says how to turn it upright
     sideways = Image.fromarray(255 - ink).transpose(Image.ROTATE_90)
     exif = Image.Exif()
