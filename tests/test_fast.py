@@ -1,3 +1,5 @@
+import platform
+
 import pytest
 import torch
 import torch.nn as nn
@@ -8,7 +10,7 @@ from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD
 from fast import (CudaGraphSteps, DeviceLoader, PRECISIONS, augment, choose_amp_dtype, draw_augmentation,
-                  fast_amp_dtype, grad_scaler, prepare_fast, sgd, uses_cuda_graph)
+                  fast_amp_dtype, grad_scaler, keep_freed_memory, prepare_fast, sgd, uses_cuda_graph)
 from model import Net
 import utils
 from utils import train
@@ -153,6 +155,11 @@ def test_the_precision_can_be_overridden(monkeypatch):
         fast_amp_dtype("cpu")
 
 
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory sets glibc's malloc options")
+def test_glibc_takes_the_cpu_allocator_setting():
+    assert keep_freed_memory() is True  # both options accepted: freed step memory stays in the heap
+
+
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_each_precision_trains_on_this_cpu(mnist_test, precision):
     """Each branch of the training loop on two tiny batches, so that a CPU that only emulates bf16
@@ -203,6 +210,32 @@ def test_cuda_graphs_only_where_the_step_needs_no_host_decision():
     assert not uses_cuda_graph("cpu", None) and not uses_cuda_graph("mps", None)
     plain = sgd(Net().parameters(), lr=0.01, momentum=0.9)
     assert plain.param_groups[0]["lr"] == 0.01 and not plain.param_groups[0]["fused"]
+
+
+def test_fast_sgd_is_the_recipes_sgd_and_its_graph_form_keeps_the_learning_rate_in_a_tensor():
+    """What CudaGraphSteps needs from fast.sgd, checked on the CPU: the same steps as optim.SGD with momentum,
+    and for a graph a fused SGD whose learning rate is a tensor that StepLR fills in place."""
+    torch.manual_seed(0)
+    models = [Net() for _ in range(3)]
+    for model in models[1:]:
+        model.load_state_dict(models[0].state_dict())
+    optimizers = [optim.SGD(models[0].parameters(), lr=0.01, momentum=0.9),
+                  sgd(models[1].parameters(), lr=0.01, momentum=0.9),
+                  sgd(models[2].parameters(), lr=0.01, momentum=0.9, cuda_graph=True)]
+    lr = optimizers[2].param_groups[0]["lr"]
+    assert isinstance(lr, torch.Tensor) and optimizers[2].param_groups[0]["fused"]
+    schedulers = [optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5) for optimizer in optimizers]
+    images, targets = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
+    for _ in range(3):
+        for model, optimizer, scheduler in zip(models, optimizers, schedulers):
+            optimizer.zero_grad()
+            nn.functional.nll_loss(model(images), targets).backward()
+            optimizer.step()
+            scheduler.step()
+    assert optimizers[2].param_groups[0]["lr"] is lr and lr.item() == pytest.approx(0.01 / 8)
+    for model in models[1:]:
+        for p, q in zip(model.parameters(), models[0].parameters()):
+            torch.testing.assert_close(p, q)
 
 
 def graphed_pipeline(data, batch_size, seed=0):
