@@ -92,11 +92,13 @@ def running_app():
     process.wait(timeout=30)
 
 
+@pytest.mark.server
 def test_the_app_prints_its_local_address(running_app):
     url, first_line, _ = running_app
     assert first_line.strip() == f"S5 digit demo on {url.rstrip('/')} (Ctrl+C stops it)"
 
 
+@pytest.mark.server
 def test_the_api_answers_as_predict_py_does(running_app, mnist_test, tmp_path):
     from gradio_client import Client, handle_file
     client = Client(running_app[0], verbose=False)
@@ -116,6 +118,7 @@ def test_the_api_answers_as_predict_py_does(running_app, mnist_test, tmp_path):
     assert right == len(picks)  # the README says 60 of 60
 
 
+@pytest.mark.server
 def test_the_explain_api_returns_the_inside_pictures(running_app, mnist_test, tmp_path):
     from gradio_client import Client, handle_file
     client = Client(running_app[0], verbose=False)
@@ -178,6 +181,7 @@ def test_the_handlers_answer_with_the_weights_they_are_given(mnist_test, mixed_i
     assert app.read_drawing({"background": None, "layers": [drawn_layer(mnist_test.data[0])]}, zero)[0] == uniform
 
 
+@pytest.mark.server
 def test_bad_files_get_predict_py_s_sentence_and_the_app_keeps_serving(running_app, mixed_images):
     from gradio_client import Client, handle_file
     client = Client(running_app[0], verbose=False)
@@ -301,6 +305,7 @@ def clear(page):
 
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")
+@pytest.mark.server
 def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
     from playwright.sync_api import sync_playwright
     url = running_app[0]
@@ -364,6 +369,7 @@ def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
     assert outside == []  # nothing loaded from outside 127.0.0.1
 
 
+@pytest.mark.server
 def test_the_app_listens_on_loopback_only_and_connects_nowhere(running_app):
     """After the tests above used it: the server's own sockets, not only what a page requested."""
     psutil = pytest.importorskip("psutil")
