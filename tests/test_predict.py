@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import predict
-from checkpoint import load_checkpoint
+from checkpoint import load_checkpoint, save_checkpoint
 from conftest import ROOT, user_image
 from fast import DeviceLoader
 from model import Net
@@ -63,7 +63,9 @@ def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
     assert predict.predict(np.asarray(image.convert("RGB"))) == from_path
     assert predict.predict(np.asarray(image, dtype=np.float32) / 255)[0] == 7
     assert predict.predict(np.asarray(image)[..., None]) == from_path  # (H, W, 1)
+    assert predict.predict(np.asarray(image, dtype=np.float32)) == from_path  # floats from 0 to 255
     assert predict.predict(torch.from_numpy(np.asarray(image).copy())) == from_path
+    assert predict.predict(torch.tensor(np.asarray(image) / 255.0, requires_grad=True)) == from_path
     for shape in [(3, 28, 28), (28,), (28, 28, 2)]:
         with pytest.raises(predict.ImageError) as error:
             predict.predict(np.zeros(shape, np.uint8))
@@ -170,6 +172,30 @@ def test_the_script_runs_as_a_command(mixed_images):
                          text=True, timeout=120)
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stdout.startswith(mixed_images[0] + ": 2 (") and run.stderr.startswith(mixed_images[1] + ": no such file")
+
+
+def test_cli_help_shows_the_usage_and_each_option(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        predict.main(["--help"])
+    assert exit_.value.code == 0
+    shown = capsys.readouterr().out
+    assert predict.__doc__ in shown  # the examples, line for line as written
+    words = " ".join(shown.split())  # argparse wraps the options' help to the terminal's width
+    for help_text in ["image files (PNG, JPEG, ...) showing one digit each", "print a JSON list instead of lines",
+                      "weights to use (default: "]:
+        assert help_text in words, help_text
+    assert "s5_net.pt)" in words
+
+
+def test_cli_reads_with_the_weights_it_is_given(mixed_images, tmp_path, run_cli):
+    """--checkpoint reaches the network: weights that are all zero give every digit 10%."""
+    zero = Net()
+    with torch.no_grad():
+        for parameter in zero.parameters():
+            parameter.zero_()
+    save_checkpoint(tmp_path / "zero.pt", zero)
+    run = run_cli("--json", "--checkpoint", str(tmp_path / "zero.pt"), mixed_images[0])
+    assert json.loads(run.stdout)[0]["probabilities"] == [pytest.approx(0.1)] * 10
 
 
 def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path, run_cli):
