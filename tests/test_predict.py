@@ -12,6 +12,7 @@ from PIL import Image
 import predict
 from checkpoint import load_checkpoint, save_checkpoint
 from conftest import ROOT, user_image
+from data import MNIST_MEAN, MNIST_STD
 from fast import DeviceLoader
 from model import Net
 from utils import GetCorrectPredCount
@@ -90,6 +91,55 @@ def test_the_centre_of_mass_lands_on_pixel_14_14_and_a_shift_on_the_page_changes
             moved = Image.new("L", page.size, 255)
             moved.paste(ink, (30 + dx, 20 + dy))
             assert torch.equal(predict.preprocess(moved), prepared), (index, dx, dy)
+
+
+def mnist_recipe(ink):
+    """The reference for preprocess, written with PIL and numpy: `ink` (H, W) in [0, 1], white on black, every
+    nonzero pixel part of the digit. Crop to the ink, fit the longer side to 20 pixels (PIL's bilinear, which
+    smooths when it shrinks), put the centre of mass at (14, 14), moved only as far as the 28x28 canvas allows.
+    Returns the canvas and where the centre of mass wanted the digit's corner."""
+    rows, cols = np.nonzero(ink.any(axis=1))[0], np.nonzero(ink.any(axis=0))[0]
+    box = ink[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].astype(np.float32)
+    longer = max(box.shape)
+    size = [max(1, round(side * 20 / longer)) for side in box.shape]
+    digit = np.asarray(Image.fromarray(box, "F").resize(size[::-1], Image.BILINEAR))
+    ys, xs = np.indices(digit.shape)
+    wanted = round(14 - (digit * ys).sum() / digit.sum()), round(14 - (digit * xs).sum() / digit.sum())
+    top, left = (min(max(corner, 0), 28 - side) for corner, side in zip(wanted, digit.shape))
+    canvas = np.zeros((28, 28), np.float32)
+    canvas[top:top + size[0], left:left + size[1]] = digit
+    return canvas, wanted
+
+
+def wedge(height, width, power=3):
+    """A glyph whose rows widen as the power of their depth: its mass sits near the bottom edge."""
+    glyph = np.zeros((height, width), np.uint8)
+    for row in range(height):
+        half = max(1, round(width / 2 * (row / (height - 1)) ** power))
+        glyph[row, width // 2 - half:width // 2 + half] = 255
+    return glyph
+
+
+def test_preprocess_is_the_mnist_recipe_to_the_pixel(mnist_test):
+    """Against a reference built with PIL: MNIST digits as two-tone glyphs of several sizes and shapes, dark on
+    white, dark on grey or white on black paper; a one-pixel stroke; wedges whose mass lies at an edge, which
+    the canvas stops from being centred."""
+    glyphs = [np.asarray(Image.fromarray(np.where(mnist_test.data[i].numpy() > 127, 255, 0).astype(np.uint8))
+                         .resize(size, Image.NEAREST)) for i, size in [(0, (70, 90)), (1, (120, 64)), (2, (33, 41))]]
+    glyphs.append(np.full((100, 1), 255, np.uint8))  # a 1 drawn with a one-pixel pen
+    wedges = [wedge(60, 40), wedge(60, 40)[::-1], wedge(60, 40).T, wedge(60, 40).T[:, ::-1]]
+    clamped = []
+    for glyph in glyphs + wedges:
+        expected, wanted = mnist_recipe(glyph / 255.0)
+        clamped.append(wanted)
+        for ink, paper in [(0, 255), (0, 150), (255, 0)]:
+            page = np.full((glyph.shape[0] + 37, glyph.shape[1] + 52), paper, np.uint8)
+            page[20:20 + glyph.shape[0], 11:11 + glyph.shape[1]] = np.where(glyph > 0, ink, paper)
+            restored = predict.preprocess(page)[0, 0] * MNIST_STD + MNIST_MEAN
+            torch.testing.assert_close(restored, torch.from_numpy(expected), atol=1e-5, rtol=0,
+                                       msg=f"glyph {glyph.shape}, ink {ink}, paper {paper}")
+    (top0, _), (top1, _), (_, left2), (_, left3) = clamped[-4:]
+    assert top0 < 0 and top1 > 28 - 20 and left2 < 0 and left3 > 28 - 20  # each wedge asks beyond one edge
 
 
 def test_transparent_paletted_and_rotated_files_read_as_the_plain_image(mnist_test, tmp_path):
