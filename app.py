@@ -25,7 +25,7 @@ import torch
 import explain
 from checkpoint import CheckpointError
 from data import MNIST_MEAN, MNIST_STD
-from predict import DEFAULT_WEIGHTS, ImageError, load_model, read_digit
+from predict import DEFAULT_WEIGHTS, ImageError, load_model, preprocess, read_digit
 
 PREVIEW_SCALE = 10  # each of the 28x28 pixels becomes a 10x10 block: enlarged without smoothing
 # The sketchpad starts in its image tool, and goes back to it when cleared, and ignores strokes until
@@ -112,7 +112,7 @@ def inside_view(network_input, model):
 def inside_of_file(path, model=None):
     """The Inside view of an image file; the API endpoint `explain` returns its pictures."""
     try:
-        return inside_view(None if path is None else read_digit(path, model)[2], model)
+        return inside_view(None if path is None else preprocess(path), model)
     except ImageError as e:
         raise gr.Error(f"{os.path.basename(path)}: {e}", print_exception=False) from None
 

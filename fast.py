@@ -28,7 +28,7 @@ def cpu_has_native_bf16():
     return any(probe() for probe in probes if probe is not None)
 
 
-def choose_amp_dtype(device_type, cuda_capability=None, cpu_native_bf16=False):
+def choose_amp_dtype(device_type, cuda_capability, cpu_native_bf16):
     """The autocast dtype to train in, from what the device can do; None means float32.
 
     CUDA from compute capability 8.0 (A100, H100, RTX 30/40) computes bf16 in its tensor cores; older

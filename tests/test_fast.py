@@ -1,3 +1,4 @@
+import os
 import platform
 
 import pytest
@@ -9,8 +10,9 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD
-from fast import (CudaGraphSteps, DeviceLoader, PRECISIONS, augment, choose_amp_dtype, draw_augmentation,
-                  fast_amp_dtype, grad_scaler, keep_freed_memory, prepare_fast, sgd, uses_cuda_graph)
+from fast import (CudaGraphSteps, DeviceLoader, PRECISIONS, augment, choose_amp_dtype, cpu_has_native_bf16,
+                  draw_augmentation, fast_amp_dtype, grad_scaler, keep_freed_memory, prepare_fast, sgd,
+                  uses_cuda_graph)
 from model import Net
 import utils
 from utils import train
@@ -143,7 +145,6 @@ def test_the_precision_follows_what_the_device_computes_natively(device_type, ca
 
 def test_the_precision_can_be_overridden(monkeypatch):
     monkeypatch.delenv("S5_PRECISION", raising=False)
-    from fast import cpu_has_native_bf16
     assert fast_amp_dtype("cpu") is choose_amp_dtype("cpu", None, cpu_has_native_bf16())
     for name, dtype in PRECISIONS.items():
         assert fast_amp_dtype("cpu", name) is dtype
@@ -158,6 +159,20 @@ def test_the_precision_can_be_overridden(monkeypatch):
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory sets glibc's malloc options")
 def test_glibc_takes_the_cpu_allocator_setting():
     assert keep_freed_memory() is True  # both options accepted: freed step memory stays in the heap
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads the CPU's flags from Linux's /proc/cpuinfo")
+def test_native_bf16_is_what_the_cpu_says_it_has():
+    """AVX-512 BF16 or AMX in the CPU's own flags; on an AVX2 CPU (Zen 3) both are absent and the answer is no."""
+    with open("/proc/cpuinfo") as cpuinfo:
+        flags = next(line for line in cpuinfo if line.startswith("flags")).split()
+    assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_tile" in flags)
+
+
+def test_the_fast_model_has_channels_last_weights():
+    model, _ = prepare_fast(Net(), "cpu", "fp32")
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
+    assert not Net().conv2.weight.is_contiguous(memory_format=torch.channels_last)
 
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
