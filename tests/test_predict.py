@@ -142,6 +142,15 @@ def test_preprocess_is_the_mnist_recipe_to_the_pixel(mnist_test):
     assert top0 < 0 and top1 > 28 - 20 and left2 < 0 and left3 > 28 - 20  # each wedge asks beyond one edge
 
 
+def test_a_mark_fainter_than_a_tenth_of_the_grey_range_is_blank():
+    page = np.full((64, 64), 255, np.uint8)
+    page[20:44, 30:34] = 255 - 24  # a pencil trace 24 grey levels darker than the paper
+    with pytest.raises(predict.ImageError, match="^blank image: no ink found"):
+        predict.preprocess(page)
+    page[20:44, 30:34] = 255 - 27
+    assert predict.preprocess(page).shape == (1, 1, 28, 28)
+
+
 def test_transparent_paletted_and_rotated_files_read_as_the_plain_image(mnist_test, tmp_path):
     digit = mnist_test.data[3].numpy()  # a 0
     ink = np.asarray(Image.fromarray(digit).resize((90, 90), Image.BILINEAR))
@@ -164,6 +173,10 @@ def test_transparent_paletted_and_rotated_files_read_as_the_plain_image(mnist_te
     Image.fromarray(np.dstack([np.zeros_like(ink), ink]), "LA").save(tmp_path / "la.png")
     for name in ["transparent_index.png", "la.png"]:
         torch.testing.assert_close(predict.preprocess(str(tmp_path / name)), expected, atol=0.02, rtol=0, msg=name)
+    pa = Image.new("PA", ink.shape[::-1])  # PIL's paletted-with-alpha, which only exists in memory
+    pa.putpalette([0, 0, 0] * 256)
+    pa.putdata([(0, int(alpha)) for alpha in ink.flatten()])
+    torch.testing.assert_close(predict.preprocess(pa), expected, atol=0.02, rtol=0)
     # a phone photo: stored on its side, with the EXIF orientation that says how to turn it upright
     sideways = Image.fromarray(255 - ink).transpose(Image.ROTATE_90)
     exif = Image.Exif()
