@@ -126,6 +126,9 @@ def test_device_loader_for_testing_only_normalizes(mnist_test):
     expected = (mnist_test.data[:512].float().unsqueeze(1) / 255 - MNIST_MEAN) / MNIST_STD
     torch.testing.assert_close(data, expected)
     assert torch.equal(target, mnist_test.targets[:512])
+    batches = list(loader)
+    assert [len(t) for _, t in batches] == [512] * 19 + [272]  # every test image once, in order
+    assert torch.equal(torch.cat([t for _, t in batches]), mnist_test.targets)
 
 
 @pytest.mark.parametrize("device_type, capability, native_bf16, expected", [
