@@ -147,7 +147,8 @@ def test_a_pickle_payload_is_refused_and_never_runs(tmp_path, monkeypatch):
         load_checkpoint(path, Net())
     assert not marker.exists()
     assert re.fullmatch(r"Refused to load \S*evil.pt: it carries Python objects that could run code when unpickled "
-                        r"\(Unsupported global: GLOBAL (io|builtins)\.open\)\. Save checkpoints with .*",
+                        r"\(Unsupported global: GLOBAL (io|builtins)\.open\)\. Save checkpoints with checkpoint\.save_checkpoint or "
+                        r"torch\.save\(model\.state_dict\(\), path\)\.",
                         str(refused.value)), str(refused.value)
     torch.load(path, weights_only=False)  # the payload is real: an unsafe load runs it
     assert marker.exists()

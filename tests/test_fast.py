@@ -125,8 +125,13 @@ def test_device_loader_for_testing_only_normalizes(mnist_test):
     data, target = next(iter(loader))
     expected = (mnist_test.data[:512].float().unsqueeze(1) / 255 - MNIST_MEAN) / MNIST_STD
     torch.testing.assert_close(data, expected)
+    assert data.is_contiguous()  # channels_last=False: the plain layout
     assert torch.equal(target, mnist_test.targets[:512])
+    torch.manual_seed(0)
+    expected_draw = torch.rand(4)
+    torch.manual_seed(0)
     batches = list(loader)
+    assert torch.equal(torch.rand(4), expected_draw)  # a test pass leaves the training's random stream alone
     assert [len(t) for _, t in batches] == [512] * 19 + [272]  # every test image once, in order
     assert torch.equal(torch.cat([t for _, t in batches]), mnist_test.targets)
 
