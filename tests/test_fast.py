@@ -110,7 +110,7 @@ def test_device_loader_batches(mnist_train):
     assert [len(t) for _, t in batches] == [256, 256, 256, 232]
     data = batches[0][0]
     assert data.shape == (256, 1, 28, 28) and data.dtype == torch.float32
-    assert data.is_contiguous(memory_format=torch.channels_last)
+    assert data.is_contiguous(memory_format=torch.channels_last) and data.is_contiguous()  # one channel: both
     assert data.min().item() == pytest.approx(-MNIST_MEAN / MNIST_STD)  # normalized, zero fill stays black
     targets = torch.cat([t for _, t in batches])
     assert sorted(targets.tolist()) == sorted(mnist_train.targets[:1000].tolist())  # each sample once
@@ -121,11 +121,10 @@ def test_device_loader_batches(mnist_train):
 
 
 def test_device_loader_for_testing_only_normalizes(mnist_test):
-    loader = DeviceLoader(mnist_test, 512, "cpu", channels_last=False)
+    loader = DeviceLoader(mnist_test, 512, "cpu")
     data, target = next(iter(loader))
     expected = (mnist_test.data[:512].float().unsqueeze(1) / 255 - MNIST_MEAN) / MNIST_STD
     torch.testing.assert_close(data, expected)
-    assert data.is_contiguous()  # channels_last=False: the plain layout
     assert torch.equal(target, mnist_test.targets[:512])
     torch.manual_seed(0)
     expected_draw = torch.rand(4)
