@@ -72,8 +72,10 @@ def read_drawing(value, model=None):
     """The sketchpad's handler: (label value, preview, network input), or Nones to clear the answer when
     the canvas is empty, or holds only a trace too faint to count."""
     ink = ink_of_drawing(value)
+    if ink is None:
+        return None, None, None
     try:
-        return answer(ink, model) if ink is not None else (None, None, None)
+        return answer(ink, model)
     except ImageError:  # blank: cleared, erased, or too faint
         return None, None, None
 

@@ -11,6 +11,7 @@ import zlib
 import matplotlib
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +50,16 @@ def user_image(digit, rng, size, mode):
     canvas = Image.new("L", (int(size * 1.8), int(size * 1.5)), 255)
     canvas.paste(ink, (int(rng.integers(0, canvas.width - size)), int(rng.integers(0, canvas.height - size))))
     return canvas.convert("RGB") if mode != "L" else canvas
+
+
+def net_with_zero_weights():
+    """A Net whose every weight and bias is zero: it gives each digit a probability of 0.1."""
+    from model import Net
+    net = Net().eval()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.zero_()
+    return net
 
 
 def png_header_only(path, width, height):

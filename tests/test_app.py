@@ -22,8 +22,7 @@ gr = pytest.importorskip("gradio", reason="the demo's packages are not installed
 import app  # noqa: E402
 import explain  # noqa: E402
 import predict  # noqa: E402
-from model import Net  # noqa: E402
-from conftest import CHROMIUM, ROOT, free_port, user_image  # noqa: E402
+from conftest import CHROMIUM, ROOT, free_port, net_with_zero_weights, user_image  # noqa: E402
 
 SIZE = 280  # the sketchpad's canvas
 
@@ -171,10 +170,7 @@ def test_the_network_view_shows_exactly_the_pixels_the_network_read(mnist_test):
 def test_the_handlers_answer_with_the_weights_they_are_given(mnist_test, mixed_images):
     """`app.py --checkpoint` and `predict.py --checkpoint` hand their weights down: here a network whose weights
     are all zero, which gives every digit 0.1 where the shipped weights are sure of the answer."""
-    zero = Net().eval()
-    with torch.no_grad():
-        for parameter in zero.parameters():
-            parameter.zero_()
+    zero = net_with_zero_weights()
     uniform = {str(d): pytest.approx(0.1) for d in range(10)}
     assert predict.predict(mixed_images[0], zero)[1] == [pytest.approx(0.1)] * 10
     assert app.read_file(mixed_images[0], zero)[0] == uniform

@@ -11,7 +11,7 @@ from PIL import Image
 
 import predict
 from checkpoint import load_checkpoint, save_checkpoint
-from conftest import ROOT, user_image
+from conftest import ROOT, net_with_zero_weights, user_image
 from data import MNIST_MEAN, MNIST_STD
 from fast import DeviceLoader
 from model import Net
@@ -252,11 +252,7 @@ def test_cli_help_shows_the_usage_and_each_option(capsys):
 
 def test_cli_reads_with_the_weights_it_is_given(mixed_images, tmp_path, run_cli):
     """--checkpoint reaches the network: weights that are all zero give every digit 10%."""
-    zero = Net()
-    with torch.no_grad():
-        for parameter in zero.parameters():
-            parameter.zero_()
-    save_checkpoint(tmp_path / "zero.pt", zero)
+    save_checkpoint(tmp_path / "zero.pt", net_with_zero_weights())
     run = run_cli("--json", "--checkpoint", str(tmp_path / "zero.pt"), mixed_images[0])
     assert json.loads(run.stdout)[0]["probabilities"] == [pytest.approx(0.1)] * 10
 
