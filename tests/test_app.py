@@ -284,6 +284,16 @@ def changed(page, selector, before):
     return now is not None and not np.array_equal(now, before)
 
 
+def red_box(page, selector):
+    """(top, left, bottom, right) of the red outline a picture shows, or None while it shows none (waiting for
+    the outline itself: the picture may change to the plain input on its way there)."""
+    now = picture(page, selector)
+    if now is None:
+        return None
+    rows, cols = (np.abs(now.astype(int) - [230, 30, 30]).sum(axis=2) < 30).nonzero()
+    return (rows.min(), cols.min(), rows.max() + 1, cols.max() + 1) if len(rows) else None
+
+
 def click_unit(page, selector, tile_index, row, col, size):
     """Clicks unit (row, col) of the `tile_index`-th map in a feature map grid that the page shows scaled."""
     image = page.query_selector(f"{selector} img")
@@ -320,11 +330,8 @@ def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
         why_7 = picture(page, "#inside-attribution")
         page.click('#inside-digit label:has-text("1")')  # why not a 1?
         wait_for(page, lambda: changed(page, "#inside-attribution", why_7))
-        input_before = picture(page, "#inside-input")
         click_unit(page, "#inside-conv4", 0, 3, 5, 8)
-        wait_for(page, lambda: changed(page, "#inside-input", input_before))
-        red = (np.abs(picture(page, "#inside-input").astype(int) - [230, 30, 30]).sum(axis=2) < 30).nonzero()
-        assert (red[0].min(), red[1].min(), red[0].max() + 1, red[1].max() + 1) == (60, 100, 200, 240)  # 14x14
+        assert wait_for(page, lambda: red_box(page, "#inside-input")) == (60, 100, 200, 240)  # 14x14
         assert "unit (row 3, column 5) reads input rows 6-19 and columns 10-23" in page.inner_text("#inside-field")
         page.query_selector("#inside").screenshot(path=str(tmp_path / "app-inside.png"))
         if os.environ.get("APP_SCREENSHOT"):  # the README's picture of the Inside view, beside the demo's
