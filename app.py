@@ -1,7 +1,7 @@
 """Draw a digit, see what the network sees: a local web demo of the trained Net.
 
     pip install -r requirements-app.txt
-    python app.py                          # http://127.0.0.1:7860 (GRADIO_SERVER_PORT picks another port)
+    python app.py                          # http://127.0.0.1:7860 (GRADIO_SERVER_NAME/PORT: another address)
     python app.py --checkpoint my_s5_net.pt   # other weights than the shipped s5_net.pt
 
 Draw with the mouse or a finger: each finished stroke is read the way predict.py reads an image file
@@ -216,9 +216,16 @@ def main(argv=None):  # pragma: no mutate block
     except CheckpointError as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 1
-    port = int(os.environ.get("GRADIO_SERVER_PORT", "7860"))
-    print(f"S5 digit demo on http://127.0.0.1:{port} (Ctrl+C stops it)", flush=True)
-    demo.launch(server_name="127.0.0.1", server_port=port, share=False, ssr_mode=False, theme=THEME,
+    # Gradio's own variables, which Hugging Face Spaces and Docker images set to 0.0.0.0 and 7860; a local
+    # demo stays on the loopback address unless asked.
+    host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")
+    port = os.environ.get("GRADIO_SERVER_PORT", "7860")
+    if not port.isdigit():
+        print(f"app.py: GRADIO_SERVER_PORT={port!r} is not a port number: set it to one, such as 7860, or unset it",
+              file=sys.stderr)
+        return 1
+    print(f"S5 digit demo on http://{host}:{port} (Ctrl+C stops it)", flush=True)
+    demo.launch(server_name=host, server_port=int(port), share=False, ssr_mode=False, theme=THEME,
                 footer_links=["api"], quiet=True)
     return 0
 

@@ -35,6 +35,25 @@ def load_failure(error):
     return lines[0] if lines and lines[0] else type(error).__name__
 
 
+def write_atomically(path, write):
+    """Calls write(f) on a temporary file beside `path`, then renames it onto `path`: a crash or an error
+    midway leaves the previous file whole and no half-written one. The file gets the umask's permissions."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; these are ordinary files
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, history=None, scaler=None, **extra):
     """Writes everything needed to resume after `epoch`; the previous file survives a crash mid-write.
 
@@ -48,20 +67,7 @@ def save_checkpoint(path, model, optimizer=None, scheduler=None, epoch=None, his
         state["scheduler"] = scheduler.state_dict()
     if scaler is not None and scaler.is_enabled():
         state["scaler"] = scaler.state_dict()
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a checkpoint is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    write_atomically(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_location="cpu", restore_rng=False,

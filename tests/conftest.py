@@ -44,6 +44,13 @@ def mnist_test():
     return load_mnist(DATA_DIR, train=False)
 
 
+STROKES = {  # digits as pointer strokes, in fractions of a drawing pad, for the browser tests
+    "1": [[(0.5, 0.15), (0.5, 0.85)]],
+    "7": [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.4, 0.85)]],
+    "0": [[(0.5 + 0.22 * np.sin(t), 0.5 - 0.33 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 13)]],
+}
+
+
 def user_image(digit, rng, size, mode):
     """An MNIST digit re-drawn as a user would hand it in: dark ink on light paper, larger, off-centre."""
     ink = Image.fromarray(255 - digit.numpy()).resize((size, size), Image.BILINEAR)

@@ -22,7 +22,7 @@ gr = pytest.importorskip("gradio", reason="the demo's packages are not installed
 import app  # noqa: E402
 import explain  # noqa: E402
 import predict  # noqa: E402
-from conftest import CHROMIUM, ROOT, free_port, net_with_zero_weights, user_image  # noqa: E402
+from conftest import CHROMIUM, ROOT, STROKES, free_port, net_with_zero_weights, user_image  # noqa: E402
 
 SIZE = 280  # the sketchpad's canvas
 
@@ -208,13 +208,6 @@ def test_the_file_handlers_read_as_predict_py_does_and_name_a_bad_file(mixed_ima
 
 
 # --- the page in a real browser -------------------------------------------------------------------------
-
-STROKES = {  # digits as pointer strokes, in fractions of the canvas
-    "1": [[(0.5, 0.15), (0.5, 0.85)]],
-    "7": [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.4, 0.85)]],
-    "0": [[(0.5 + 0.22 * np.sin(t), 0.5 - 0.33 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 13)]],
-}
-
 
 def canvas_box(page):
     boxes = [c.bounding_box() for c in page.query_selector_all("#sketch canvas")]

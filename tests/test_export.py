@@ -1,0 +1,67 @@
+"""export.py: the ONNX file gives PyTorch's answers on all 10,000 MNIST test images, the page's copy stays in step
+with s5_net.pt, and a bad checkpoint or output gets one sentence and leaves no file behind."""
+import os
+
+import pytest
+import torch
+
+pytest.importorskip("onnxruntime", reason="the export's packages are not installed: pip install -r requirements-export.txt")
+pytest.importorskip("onnxscript", reason="the export's packages are not installed: pip install -r requirements-export.txt")
+
+import export  # noqa: E402
+import predict  # noqa: E402
+from conftest import ROOT  # noqa: E402
+
+PAGE_MODEL = os.path.join(ROOT, "web", "s5_net.onnx")
+
+
+@pytest.fixture(scope="module")
+def test_images():
+    return export.mnist_test_images()
+
+
+def test_the_page_s_model_gives_the_shipped_weights_answers_on_the_test_set(test_images):
+    agree, count, largest = export.parity(PAGE_MODEL, predict.load_model(), test_images)
+    assert (agree, count) == (10000, 10000)
+    assert largest < 1e-4
+    print(f"web/s5_net.onnx against s5_net.pt: {agree} of {count} answers the same, largest log-probability "
+          f"difference {largest:.1e}")
+
+
+def test_an_export_of_other_weights_gives_their_answers(tmp_path, test_images, capsys):
+    torch.manual_seed(0)
+    model = predict.Net().eval()  # untrained: different weights from the page's, so a stale file would show
+    weights = tmp_path / "weights.pt"
+    torch.save(model.state_dict(), weights)
+    output = tmp_path / "net.onnx"
+    assert export.main(["--checkpoint", str(weights), "--output", str(output)]) == 0
+    assert capsys.readouterr().out.startswith(f"wrote {output} (")
+    agree, count, largest = export.parity(str(output), model, test_images[:2000])
+    assert (agree, count) == (2000, 2000) and largest < 1e-4
+    batch = export.run_onnx(str(output), test_images[:3].numpy())  # any batch size
+    assert batch.shape == (3, 10)
+
+
+def test_a_checkpoint_of_another_network_gets_one_sentence_and_no_file(tmp_path, capsys):
+    weights = tmp_path / "linear.pt"
+    torch.save(torch.nn.Linear(4, 2).state_dict(), weights)
+    assert export.main(["--checkpoint", str(weights), "--output", str(tmp_path / "net.onnx")]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"export.py: {weights}") and len(error.strip().splitlines()) == 1
+    assert sorted(os.listdir(tmp_path)) == ["linear.pt"]
+
+
+def test_an_output_in_a_missing_folder_gets_one_sentence(tmp_path, capsys):
+    missing = tmp_path / "no-such-folder" / "net.onnx"
+    assert export.main(["--output", str(missing)]) == 1
+    assert capsys.readouterr().err == (f"export.py: {missing} is a folder or lies in a folder that does not exist: "
+                                       "name a file in an existing folder with --output\n")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_export_leaves_the_old_file_whole(tmp_path):
+    output = tmp_path / "net.onnx"
+    output.write_bytes(b"the previous export")
+    with pytest.raises(Exception):
+        export.export_onnx(torch.nn.Conv2d(3, 1, 3), str(output))  # a network that cannot take a digit
+    assert output.read_bytes() == b"the previous export" and os.listdir(tmp_path) == ["net.onnx"]

@@ -1,0 +1,68 @@
+"""The demo as a Hugging Face Space starts it: laid out by space/build.sh, installed into a fresh virtual
+environment from the Space's own requirements.txt alone, started as `python app.py` with GRADIO_SERVER_NAME=0.0.0.0."""
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import ROOT, free_port, user_image
+
+pytestmark = pytest.mark.server
+
+
+def test_the_space_settings_name_the_gradio_it_requires():
+    with open(os.path.join(ROOT, "space", "README.md")) as f:
+        front_matter = f.read().split("---")[1]
+    settings = dict(re.findall(r"^(\w+): *\"?([^\"\n]*)\"?$", front_matter, re.M))
+    assert settings["sdk"] == "gradio" and settings["app_file"] == "app.py" and settings["python_version"] == "3.11"
+    with open(os.path.join(ROOT, "space", "requirements.txt")) as f:
+        assert f"gradio=={settings['sdk_version']}" in f.read().split()
+
+
+def test_the_build_script_names_its_destination():
+    run = subprocess.run(["bash", os.path.join(ROOT, "space", "build.sh")], capture_output=True, text=True)
+    assert run.returncode == 2 and run.stderr.startswith("usage: bash space/build.sh DEST")
+
+
+def listening_addresses(pid):
+    psutil = pytest.importorskip("psutil")
+    return {c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+
+
+def test_the_space_starts_from_its_own_requirements_and_answers(tmp_path, mnist_test):
+    gradio_client = pytest.importorskip("gradio_client")
+    space = tmp_path / "space"
+    subprocess.run(["bash", os.path.join(ROOT, "space", "build.sh"), str(space)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "venv", str(tmp_path / "venv")], check=True)
+    python = str(tmp_path / "venv" / "bin" / "python")
+    install = subprocess.run([python, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
+                              str(space / "requirements.txt")], capture_output=True, text=True, timeout=1200)
+    assert install.returncode == 0, install.stderr[-3000:]
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    server = subprocess.Popen([python, "app.py"], cwd=space, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              env={**env, "GRADIO_SERVER_NAME": "0.0.0.0", "GRADIO_SERVER_PORT": str(port)})
+    try:
+        first_line = server.stdout.readline()
+        assert first_line.strip() == f"S5 digit demo on http://0.0.0.0:{port} (Ctrl+C stops it)", first_line
+        deadline = time.monotonic() + 180  # a busy 2-core machine imports torch and gradio slowly
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                assert server.poll() is None, first_line + server.stdout.read()
+                time.sleep(0.5)
+        assert listening_addresses(server.pid) == {"0.0.0.0"}
+        digit = tmp_path / "digit.png"
+        user_image(mnist_test.data[0], __import__("numpy").random.default_rng(1), 120, "L").save(digit)  # a 7
+        client = gradio_client.Client(f"http://127.0.0.1:{port}/", verbose=False)
+        label, _ = client.predict(gradio_client.handle_file(str(digit)), api_name="/predict")
+        assert label["label"] == "7"
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,0 +1,128 @@
+// The page: draw on #pad; when a stroke ends, the drawing is read as predict.py reads an image
+// (preprocess.js), the network runs here with ONNX Runtime Web on one thread, and the page shows the answer,
+// the ten probabilities and the 28x28 picture the network read. window.s5.read(imageData) does the same for
+// scripts and tests.
+import { BlankImage, preprocess } from "./preprocess.js";
+
+const RUNTIME = new URL("node_modules/onnxruntime-web/dist/", import.meta.url).href; // npm ci puts it here
+const MODEL = "s5_net.onnx";
+const BRUSH = 20; // pixels on the 280x280 pad: a stroke about as thick, relative to the digit, as MNIST's
+
+const pad = document.getElementById("pad");
+const pen = pad.getContext("2d", { willReadFrequently: true });
+const status = document.getElementById("status");
+const answer = document.getElementById("answer");
+const bars = [...document.querySelectorAll("#probabilities tr")];
+const picture = document.getElementById("input").getContext("2d");
+
+function say(sentence) {
+  status.textContent = sentence;
+}
+
+async function loadNetwork() {
+  if (typeof WebAssembly !== "object") {
+    throw new Error("This browser cannot run WebAssembly, which the network needs here: open the page in a "
+      + "current Chrome, Edge, Firefox or Safari, or with WebAssembly switched on.");
+  }
+  let ort;
+  try {
+    ort = await import(`${RUNTIME}ort.wasm.min.mjs`);
+  } catch {
+    throw new Error("ONNX Runtime Web is missing from this folder: run `npm ci` in it, then reload the page.");
+  }
+  ort.env.wasm.numThreads = 1; // several threads need cross-origin isolation, which a plain file server lacks
+  ort.env.wasm.wasmPaths = RUNTIME;
+  const response = await fetch(MODEL);
+  if (!response.ok) {
+    throw new Error(`The network's file ${MODEL} is missing from this folder (HTTP ${response.status}): write it `
+      + "with `python export.py --output web/s5_net.onnx`, then reload the page.");
+  }
+  const session = await ort.InferenceSession.create(new Uint8Array(await response.arrayBuffer()),
+    { executionProviders: ["wasm"] });
+  return { ort, session };
+}
+
+const network = loadNetwork();
+
+async function read(imageData) {
+  const { ort, session } = await network;
+  const { input, picture: grey } = preprocess(imageData);
+  const outputs = await session.run({ image: new ort.Tensor("float32", input, [1, 1, 28, 28]) });
+  const probabilities = Array.from(outputs.log_probabilities.data, Math.exp);
+  const digit = probabilities.indexOf(Math.max(...probabilities));
+  return { digit, probabilities, picture: Array.from(grey) };
+}
+
+function show(result) {
+  answer.textContent = result ? String(result.digit) : "";
+  bars.forEach((row, d) => {
+    const p = result ? result.probabilities[d] : 0;
+    row.querySelector("meter").value = p;
+    row.querySelector("output").textContent = result ? `${(100 * p).toFixed(1)}%` : "";
+    row.classList.toggle("best", Boolean(result) && d === result.digit);
+  });
+  const pixels = picture.createImageData(28, 28);
+  (result ? result.picture : new Array(784).fill(0)).forEach((v, i) => {
+    pixels.data.set([v, v, v, 255], 4 * i);
+  });
+  picture.putImageData(pixels, 0, 0);
+}
+
+async function readPad() {
+  try {
+    show(await read(pen.getImageData(0, 0, pad.width, pad.height)));
+    say("Draw another digit, or clear the pad.");
+  } catch (e) {
+    show(null);
+    if (!(e instanceof BlankImage)) throw e;
+    say("Draw one digit on the pad.");
+  }
+}
+
+function clear() {
+  pen.fillStyle = "#fff";
+  pen.fillRect(0, 0, pad.width, pad.height);
+  show(null);
+}
+
+function point(event) {
+  const box = pad.getBoundingClientRect();
+  return [(event.clientX - box.left) * (pad.width / box.width), (event.clientY - box.top) * (pad.height / box.height)];
+}
+
+let drawing = false;
+pad.addEventListener("pointerdown", (event) => {
+  drawing = true;
+  pad.setPointerCapture(event.pointerId);
+  pen.beginPath();
+  pen.moveTo(...point(event));
+  pen.lineTo(...point(event)); // a tap leaves a dot
+  pen.stroke();
+});
+pad.addEventListener("pointermove", (event) => {
+  if (!drawing) return;
+  pen.lineTo(...point(event));
+  pen.stroke();
+});
+for (const end of ["pointerup", "pointercancel"]) {
+  pad.addEventListener(end, () => {
+    if (!drawing) return;
+    drawing = false;
+    readPad().catch((e) => say(e.message));
+  });
+}
+document.getElementById("clear").addEventListener("click", () => {
+  clear();
+  say("Draw one digit on the pad.");
+});
+
+pen.strokeStyle = "#000";
+pen.lineWidth = BRUSH;
+pen.lineCap = "round";
+pen.lineJoin = "round";
+clear();
+window.s5 = { read };
+network.then(() => say("Draw one digit on the pad."), (e) => {
+  pad.classList.add("off");
+  say(e.message);
+});
