@@ -21,13 +21,13 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # read when gradio i
 import gradio as gr
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
 
 import explain
+import pictures
 from checkpoint import CheckpointError
-from data import MNIST_MEAN, MNIST_STD
 from predict import DEFAULT_WEIGHTS, ImageError, load_model, preprocess, read_digit
 
-PREVIEW_SCALE = 10  # each of the 28x28 pixels becomes a 10x10 block: enlarged without smoothing
 # The sketchpad starts in its image tool, and goes back to it when cleared, and ignores strokes until
 # the brush is picked; picking it on load and after each clear makes the first stroke draw.
 PICK_BRUSH = """() => {
@@ -55,17 +55,11 @@ def ink_of_drawing(value):
     return np.max(layers, axis=0) if layers else value.get("composite")
 
 
-def network_view(network_input):
-    """The normalized (1, 1, 28, 28) tensor the network read, as a large blocky grey picture."""
-    pixels = (network_input[0, 0] * MNIST_STD + MNIST_MEAN).mul(255).round().byte().numpy()
-    return np.kron(pixels, np.ones((PREVIEW_SCALE, PREVIEW_SCALE), dtype=np.uint8))
-
-
 def answer(image, model):
     """(label value, preview, network input) for anything predict.py reads: {digit: probability}, the
     network's view, and the (1, 1, 28, 28) tensor it read, which the Inside view then looks into."""
     digit, probabilities, network_input = read_digit(image, model)
-    return {str(d): p for d, p in enumerate(probabilities)}, network_view(network_input), network_input
+    return {str(d): p for d, p in enumerate(probabilities)}, pictures.input_picture(network_input), network_input
 
 
 def read_drawing(value, model=None):
@@ -95,20 +89,30 @@ CONVOLUTIONS = ("conv1", "conv2", "conv3", "conv4")
 DIGITS = [str(d) for d in range(10)]
 
 
+def attribution_caption(digit):
+    return f"**Attribution for the digit {digit}**: red pixels raised its score, blue ones lowered it."
+
+
 def inside_view(network_input, model):
     """The Inside view of one network input: the four convolutions' grids, the input, the attribution for
-    the network's answer, that digit, and the state that clicks and picks read."""
+    the network's answer and its caption, that digit, and the state that clicks and picks read."""
     if network_input is None:
-        return (None,) * len(CONVOLUTIONS) + (None, None, None, None)
+        return (None,) * len(CONVOLUTIONS) + (None, None, "", None, None)
     with torch.no_grad():
         maps = explain.activations(model, network_input)
         digit = int(model(network_input).argmax())
-    grids = [explain.feature_map_grid(maps[layer][0]) for layer in CONVOLUTIONS]
-    state = {"input": network_input, "channels": [channels for _, channels in grids],
-             "sizes": [maps[layer].shape[-1] for layer in CONVOLUTIONS]}
+    state = {"input": network_input, "maps": [maps[layer][0] for layer in CONVOLUTIONS]}
     attribution = explain.attribution(model, network_input, [digit])[0]
-    return (*[grid for grid, _ in grids], explain.input_with_box(network_input),
-            explain.attribution_picture(network_input, attribution), str(digit), state)
+    return (*[pictures.feature_map_grid(layer_maps)[0] for layer_maps in state["maps"]],
+            pictures.input_picture(network_input), pictures.attribution_picture(network_input, attribution),
+            attribution_caption(digit), str(digit), state)
+
+
+def sample_input():
+    """A 7 drawn with two strokes, read as a drawing is: what the Inside view shows before anything is drawn."""
+    page = Image.new("L", (280, 280), 255)
+    ImageDraw.Draw(page).line([(70, 56), (210, 56), (112, 238)], fill=0, width=20, joint="curve")
+    return preprocess(page)
 
 
 def inside_of_file(path, model=None):
@@ -120,27 +124,32 @@ def inside_of_file(path, model=None):
 
 
 def attribution_for(state, digit, model=None):
-    """Another digit picked: its attribution over the same input."""
+    """Another digit picked: its attribution over the same input, the caption naming it, and the digit, handed
+    back so that the page keeps the pick when other pictures change (a Radio otherwise shows the last digit the
+    server set)."""
     if not state or digit is None:
-        return None
+        return None, "", digit
     network_input = state["input"]
-    return explain.attribution_picture(network_input, explain.attribution(model, network_input, [int(digit)])[0])
+    attribution = explain.attribution(model, network_input, [int(digit)])[0]
+    return pictures.attribution_picture(network_input, attribution), attribution_caption(digit), digit
 
 
 def receptive_field_of(state, index, fields, layer, xy):
-    """A click at pixel `xy` of layer number `index`'s grid: the input with that unit's receptive field
-    outlined, and a sentence saying which unit reads which pixels. Net has no padding, so every field lies
-    whole inside the image."""
+    """A click at pixel `xy` of layer number `index`'s grid: the four grids with that unit marked on its map,
+    the input with the unit's receptive field outlined, and a sentence saying which pixels the unit reads. Net
+    has no padding, so every field lies whole inside the image."""
     if not state:
-        return None, ""
-    unit = explain.unit_at(*xy, state["sizes"][index])
-    if unit is None:  # the channel numbers under the maps
-        return explain.input_with_box(state["input"]), ""
-    channel = state["channels"][index][xy[0] // explain.TILE]
-    top, left, bottom, right = box = explain.receptive_field_box(fields[layer], *unit)
-    return explain.input_with_box(state["input"], box), (
-        f"{layer}, channel {channel}, unit (row {unit[0]}, column {unit[1]}) reads input rows {top}-{bottom} and "
-        f"columns {left}-{right}: {bottom - top + 1}x{right - left + 1} pixels.")
+        return (None,) * len(CONVOLUTIONS) + (None, "")
+    unit = pictures.unit_at(*xy, state["maps"][index].shape[-1])
+    grids = [pictures.feature_map_grid(layer_maps, unit=unit if i == index else None)
+             for i, layer_maps in enumerate(state["maps"])]
+    if unit is None:  # the channel numbers or the colour scale under the maps
+        return (*[grid for grid, _ in grids], pictures.input_picture(state["input"]), "")
+    tile, row, col = unit
+    top, left, bottom, right = box = explain.receptive_field_box(fields[layer], row, col)
+    return (*[grid for grid, _ in grids], pictures.input_picture(state["input"], box),
+            f"The red box: the {bottom - top + 1}x{right - left + 1} input pixels (rows {top}-{bottom}, columns "
+            f"{left}-{right}) that {layer}'s channel {grids[index][1][tile]}, unit (row {row}, column {col}) reads.")
 
 
 # The page layout and the launch are tested in a browser and in a server process, which mutation testing
@@ -160,8 +169,8 @@ def build(checkpoint=DEFAULT_WEIGHTS):  # pragma: no mutate block
                                       image_mode="RGBA", elem_id="sketch")
                 with gr.Column():
                     label = gr.Label(num_top_classes=3, label="The network says", elem_id="sketch-label")
-                    preview = gr.Image(label="What the network reads (28x28)", type="numpy", image_mode="L",
-                                       interactive=False, elem_id="sketch-preview")
+                    preview = gr.Image(label="What the network reads (28x28)", type="numpy", interactive=False,
+                                       format="png", elem_id="sketch-preview")
             drawn = gr.State()  # the network input of the drawing: the Inside view needs no second upload
             done = sketch.change(functools.partial(read_drawing, model=model), sketch, [label, preview, drawn],
                                  api_name=False, show_progress="hidden")
@@ -170,16 +179,17 @@ def build(checkpoint=DEFAULT_WEIGHTS):  # pragma: no mutate block
                 upload = gr.File(label="An image file showing one digit", type="filepath", elem_id="upload")
                 with gr.Column():
                     upload_label = gr.Label(num_top_classes=3, label="The network says", elem_id="upload-label")
-                    upload_preview = gr.Image(label="What the network reads (28x28)", type="numpy", image_mode="L",
-                                              interactive=False)
+                    upload_preview = gr.Image(label="What the network reads (28x28)", type="numpy",
+                                              interactive=False, format="png")
             upload_done = upload.change(functools.partial(read_file, model=model), upload,
                                         [upload_label, upload_preview], api_name="predict")
             sketch.clear(None, js=PICK_BRUSH)
         with gr.Column(elem_id="inside"):
-            gr.Markdown("## Inside\nEach convolution's eight most active feature maps (after its ReLU; brighter is "
-                        "stronger). Click a unit of a map: the input pixels it reads, its receptive field, are "
-                        "outlined on the input. The attribution shows which pixels raised (red) or lowered (blue) "
-                        "the score of the answer; pick another digit to ask why not that one.")
+            gr.Markdown("## Inside\nWhat each convolution computes from the digit (a sample 7 until you draw): its "
+                        "eight most active feature maps after their ReLU, on the colour scale beneath them. Click a "
+                        "unit of a map: it is marked, and the input pixels it reads, its receptive field, are outlined "
+                        "on the input below. The attribution shows which pixels raised (red) or lowered (blue) the "
+                        "score of the answer; pick another digit to ask why not that one.")
             fields = {row["layer"]: row for row in explain.receptive_fields(model)}
             grids = []
             for layer in CONVOLUTIONS:  # the caption above the picture: a label would cover its first maps
@@ -188,21 +198,27 @@ def build(checkpoint=DEFAULT_WEIGHTS):  # pragma: no mutate block
                 grids.append(gr.Image(show_label=False, type="numpy", interactive=False, format="png",
                                       elem_id=f"inside-{layer}"))
             with gr.Row():
-                field_input = gr.Image(label="The input, with the clicked unit's receptive field", type="numpy",
-                                       interactive=False, format="png", elem_id="inside-input")
-                attribution = gr.Image(label="Attribution (integrated gradients)", type="numpy", interactive=False,
-                                       format="png", elem_id="inside-attribution")
-            digit = gr.Radio(DIGITS, label="Attribution for digit", elem_id="inside-digit")
-            field_text = gr.Markdown(elem_id="inside-field")
+                with gr.Column():
+                    field_input = gr.Image(label="The input, with the clicked unit's receptive field", type="numpy",
+                                           interactive=False, format="png", elem_id="inside-input")
+                    field_text = gr.Markdown("Click a unit of a feature map above.", elem_id="inside-field")
+                with gr.Column():
+                    caption = gr.Markdown(elem_id="inside-caption")
+                    attribution = gr.Image(label="Attribution (integrated gradients)", type="numpy",
+                                           interactive=False, format="png", elem_id="inside-attribution")
+                    digit = gr.Radio(DIGITS, label="Attribution for digit", elem_id="inside-digit")
             state = gr.State()
-        outputs = [*grids, field_input, attribution, digit, state]
+        outputs = [*grids, field_input, attribution, caption, digit, state]
         done.then(functools.partial(inside_view, model=model), drawn, outputs, api_name=False, show_progress="hidden")
         upload_done.then(functools.partial(inside_of_file, model=model), upload, outputs, api_name="explain")
-        digit.input(functools.partial(attribution_for, model=model), [state, digit], attribution, api_name=False)
+        digit.input(functools.partial(attribution_for, model=model), [state, digit], [attribution, caption, digit],
+                    api_name=False)
         for index, (layer, grid) in enumerate(zip(CONVOLUTIONS, grids)):
             def clicked(state, evt: gr.SelectData, index=index, layer=layer):
                 return receptive_field_of(state, index, fields, layer, evt.index)
-            grid.select(clicked, state, [field_input, field_text], api_name=False)
+            grid.select(clicked, state, [*grids, field_input, field_text], api_name=False)
+        sample = sample_input()
+        demo.load(lambda: inside_view(sample, model), None, outputs, api_name=False, show_progress="hidden")
         demo.load(None, js=PICK_BRUSH)
     return demo
 

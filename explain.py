@@ -11,13 +11,13 @@ Every layer is found by watching a real forward pass (torch function calls and m
 code reads any network built from 2-d convolutions, poolings and linear layers."""
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from captum import attr
 from torch.overrides import TorchFunctionMode
 
 from data import MNIST_MEAN, MNIST_STD
+from pictures import attribution_picture, digit_grid, feature_map_grid
 
 BACKGROUND = (0.0 - MNIST_MEAN) / MNIST_STD  # a black MNIST pixel, as the network sees it after normalization
 CONVOLUTIONS = {F.conv2d, torch.conv2d}
@@ -224,93 +224,6 @@ def faithfulness_table(model, images, targets, methods=tuple(METHODS)):
     return rows
 
 
-if __name__ == "__main__":
-    # The README's faithfulness table: the shipped weights, MNIST test digits 0-199, their true labels.
-    from checkpoint import load_checkpoint
-    from data import load_mnist, test_transforms
-    from model import Net
-
-    net = Net()
-    load_checkpoint("s5_net.pt", net)
-    test_set = load_mnist(train=False, transform=test_transforms)
-    digits = torch.stack([test_set[i][0] for i in range(200)])
-    labels = test_set.targets[:200]
-    with torch.no_grad():
-        print(f"probability of the true digit before any deletion: {_probabilities(net, digits).gather(1, labels[:, None]).mean():.2f}")
-    print("| method | probability left, top 10% deleted | random 10% of the ink deleted | time per image |")
-    print("| --- | --- | --- | --- |")
-    for method, left, random_left, seconds in faithfulness_table(net, digits, labels):
-        print(f"| {method} | {left:.2f} | {random_left:.2f} | {1000 * seconds:.1f} ms |")
-
-
-TILE = 84  # pixels of one feature map in the pictures below
-SCALE = 10  # each input pixel becomes a 10x10 block
-
-
-def _colour(values, cmap, low, high):
-    import matplotlib
-    scaled = ((values - low) / max(high - low, 1e-12)).clamp(0, 1).numpy()
-    return (matplotlib.colormaps[cmap](scaled)[..., :3] * 255).astype("uint8")
-
-
-def _blocks(rgb, scale):
-    return rgb.repeat(scale, axis=0).repeat(scale, axis=1)
-
-
-def feature_map_grid(maps, count=8):
-    """A picture of one layer's `count` most active channels for one image: each map after the ReLU that
-    follows it (what the next layer reads), on one shared scale, with its channel number beneath.
-    `maps` is (channels, height, width). Returns (RGB uint8 array, channels shown in order)."""
-    from PIL import Image, ImageDraw
-    maps = maps.detach().float().cpu().relu()
-    channels = maps.mean(dim=(1, 2)).topk(min(count, len(maps))).indices.tolist()
-    high = maps[channels].max().item()
-    label = 14
-    grid = Image.new("RGB", (len(channels) * TILE, TILE + label), "white")
-    draw = ImageDraw.Draw(grid)
-    for i, channel in enumerate(channels):
-        tile = Image.fromarray(_colour(maps[channel], "viridis", 0.0, high)).resize((TILE, TILE), Image.NEAREST)
-        grid.paste(tile, (i * TILE, 0))
-        draw.text((i * TILE + 3, TILE + 1), f"ch {channel}", fill="black")
-    return np.asarray(grid), channels
-
-
-def unit_at(x, y, size):
-    """The (row, col) of the unit under pixel (x, y) of a feature_map_grid picture of a size x size layer,
-    or None off the maps."""
-    if not 0 <= y < TILE or x < 0:
-        return None
-    return int(y * size // TILE), int((x % TILE) * size // TILE)
-
-
-def _grey(network_input):
-    """The (28, 28) grey levels in [0, 1] of a normalized (1, 1, 28, 28) input, as a numpy array."""
-    return (network_input.detach().float().cpu()[0, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1).numpy()
-
-
-def input_with_box(network_input, box=None):
-    """The normalized (1, 1, 28, 28) input as a large grey picture, with `box` (top, left, bottom, right,
-    inclusive input pixels) outlined in red."""
-    picture = _blocks((_grey(network_input)[..., None].repeat(3, axis=2) * 255).astype("uint8"), SCALE)
-    if box is not None:
-        top, left, bottom, right = (v * SCALE for v in box)
-        bottom, right = bottom + SCALE - 1, right + SCALE - 1
-        for edge in (picture[top:top + 2, left:right + 1], picture[bottom - 1:bottom + 1, left:right + 1],
-                     picture[top:bottom + 1, left:left + 2], picture[top:bottom + 1, right - 1:right + 1]):
-            edge[...] = (230, 30, 30)
-    return picture
-
-
-def attribution_picture(network_input, map_28):
-    """An attribution map over the input: red where a pixel raised the digit's score, blue where it lowered
-    it, on a scale symmetric around zero, blended with the digit's strokes."""
-    grey = _grey(network_input)[..., None]
-    limit = max(map_28.abs().max().item(), 1e-12)
-    heat = _colour(map_28.float().cpu(), "RdBu_r", -limit, limit).astype("float32")
-    blended = heat * (1 - 0.35 * grey) + 0.35 * grey * 40  # the ink shows through as a darker trace
-    return _blocks(blended.clip(0, 255).astype("uint8"), SCALE)
-
-
 def plot_feature_maps(model, image, layers=("conv1", "conv2", "conv3", "conv4")):
     """The most active feature maps of each convolution for one normalized (1, 28, 28) image; the figure."""
     import matplotlib.pyplot as plt
@@ -340,13 +253,32 @@ def plot_attributions(model, incorrect_pred, count=20, cols=5):
     device = next(model.parameters()).device
     images = torch.stack(incorrect_pred["images"][:count]).to(device)
     maps = attribution(model, images, incorrect_pred["predicted_vals"][:count])
-    rows = max(1, -(-count // cols))
-    fig, axs = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows), squeeze=False)
-    for i, ax in enumerate(axs.flat):
-        ax.axis("off")
-        if i < count:
-            ax.imshow(attribution_picture(images[i:i + 1], maps[i]))
-            ax.set_title(f"{incorrect_pred['ground_truths'][i]} -> {incorrect_pred['predicted_vals'][i]}")
+    fig, axes = digit_grid(count, cols)
+    for i, ax in enumerate(axes):
+        ax.imshow(attribution_picture(images[i:i + 1], maps[i]))
+        ax.set_title(f"{incorrect_pred['ground_truths'][i]} -> {incorrect_pred['predicted_vals'][i]}")
     fig.suptitle("What raised the wrong answer (red) and what spoke against it (blue): label -> prediction")
     fig.tight_layout()
     return fig
+
+
+def main():
+    """The faithfulness table of docs/inside.md: the shipped weights, MNIST test digits 0-199, their true labels."""
+    from data import load_mnist, test_transforms
+    from predict import load_model
+
+    model = load_model()
+    test_set = load_mnist(train=False, transform=test_transforms)
+    digits = torch.stack([test_set[i][0] for i in range(200)])
+    labels = test_set.targets[:200]
+    with torch.no_grad():
+        before = _probabilities(model, digits).gather(1, labels[:, None]).mean()
+    print(f"probability of the true digit before any deletion: {before:.2f}")
+    print("| method | probability left, top 10% deleted | random 10% of the ink deleted | time per image |")
+    print("| --- | --- | --- | --- |")
+    for method, left, random_left, seconds in faithfulness_table(model, digits, labels):
+        print(f"| {method} | {left:.2f} | {random_left:.2f} | {1000 * seconds:.1f} ms |")
+
+
+if __name__ == "__main__":
+    main()

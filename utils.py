@@ -15,6 +15,8 @@ import matplotlib.pyplot as plt
 import torch
 import torchvision
 
+from pictures import digit_grid
+
 # The oldest versions the tests pass on (requirements-floor.txt; a test keeps the two in step).
 FLOORS = {"torch": "2.6", "torchvision": "0.21"}
 
@@ -224,14 +226,11 @@ def plot_loss(train_losses, train_acc, test_losses, test_acc):
 def plot_incorrect(incorrect_pred, count=20, cols=5):
     """A grid of misclassified digits, each titled 'label -> prediction (probability)'."""
     count = min(count, len(incorrect_pred["images"]))
-    rows = max(1, math.ceil(count / cols))
-    fig, axs = plt.subplots(rows, cols, figsize=(2 * cols, 2.3 * rows), squeeze=False)
-    for i, ax in enumerate(axs.flat):
-        ax.axis("off")
-        if i < count:
-            ax.imshow(incorrect_pred["images"][i].squeeze(0).numpy(), cmap="gray")
-            ax.set_title(f"{incorrect_pred['ground_truths'][i]} -> {incorrect_pred['predicted_vals'][i]}"
-                         f" ({incorrect_pred['probabilities'][i]:.2f})")
+    fig, axes = digit_grid(count, cols)
+    for i, ax in enumerate(axes):
+        ax.imshow(incorrect_pred["images"][i].squeeze(0).numpy(), cmap="gray")
+        ax.set_title(f"{incorrect_pred['ground_truths'][i]} -> {incorrect_pred['predicted_vals'][i]}"
+                     f" ({incorrect_pred['probabilities'][i]:.2f})")
     fig.suptitle(f"{len(incorrect_pred['images'])} misclassified test digits: label -> prediction (probability)")
     fig.tight_layout()
     return fig

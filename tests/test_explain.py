@@ -101,7 +101,7 @@ def test_the_default_attribution_is_faithful_by_deletion(shipped, test_digits):
     assert left <= 0.30 and left < random_left - 0.3, (left, random_left)
     gradcam_left, _ = explain.deletion_test(shipped, images, labels,
                                             explain.attribution(shipped, images, labels, "gradcam_conv4"))
-    assert gradcam_left > random_left  # the finding: Grad-CAM on conv4 is worse than chance here
+    assert gradcam_left > random_left  # Grad-CAM on conv4 is worse than chance here
 
 
 def test_deletion_test_deletes_what_it_says(shipped, test_digits):
@@ -113,16 +113,3 @@ def test_deletion_test_deletes_what_it_says(shipped, test_digits):
         before = shipped(images).exp().gather(1, labels[:, None]).mean().item()
     assert left_nothing == pytest.approx(before, abs=0.02)  # deleting black pixels changes nothing
     assert left_ink < before and random_left < before
-
-
-def test_a_click_on_a_grid_picks_the_unit_under_it():
-    tile = explain.TILE
-    assert explain.unit_at(0, 0, 8) == (0, 0)
-    assert explain.unit_at(tile - 1, tile - 1, 8) == (7, 7)
-    assert explain.unit_at(3 * tile + tile // 2, tile // 4, 8) == (2, 4)  # fourth map, its unit (2, 4)
-    assert explain.unit_at(5, tile + 3, 8) is None  # the channel label below the maps
-    grid, channels = explain.feature_map_grid(torch.rand(32, 26, 26))
-    assert grid.shape == (tile + 14, 8 * tile, 3) and len(set(channels)) == 8
-    picture = explain.input_with_box(torch.zeros(1, 1, 28, 28), (6, 10, 19, 23))
-    red = (picture == [230, 30, 30]).all(axis=2).nonzero()
-    assert (red[0].min(), red[1].min(), red[0].max(), red[1].max()) == (60, 100, 199, 239)  # 14x14 pixels, x10

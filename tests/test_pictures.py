@@ -1,0 +1,106 @@
+"""Every picture the demo and the notebook show, against reference pixels computed here another way; every
+grid's click against the unit it must pick."""
+import matplotlib
+import numpy as np
+import pytest
+import torch
+
+import pictures
+from data import MNIST_MEAN, MNIST_STD
+
+TILE, SCALE, RED = pictures.TILE, pictures.SCALE, list(pictures.RED)
+
+
+def normalized(grey):
+    return ((torch.as_tensor(grey, dtype=torch.float32) / 255 - MNIST_MEAN) / MNIST_STD).view(1, 1, 28, 28)
+
+
+def red_box(picture):
+    rows, cols = (picture == RED).all(axis=2).nonzero()
+    return rows.min(), cols.min(), rows.max(), cols.max()
+
+
+def test_the_input_picture_shows_the_grey_levels_the_network_read(mnist_test):
+    digit = mnist_test.data[0].numpy()
+    picture = pictures.input_picture(normalized(digit))
+    assert picture.shape == (280, 280, 3) and picture.dtype == np.uint8
+    for channel in range(3):  # each input pixel a 10x10 block of its own grey level, unsmoothed
+        assert np.array_equal(picture[..., channel], np.kron(digit, np.ones((10, 10), np.uint8)))
+
+
+def test_the_input_picture_outlines_a_box_and_nothing_else(mnist_test):
+    digit = mnist_test.data[0].numpy()
+    plain = pictures.input_picture(normalized(digit))
+    boxed = pictures.input_picture(normalized(digit), (6, 10, 19, 23))
+    assert red_box(boxed) == (60, 100, 199, 239)  # input rows 6-19 and columns 10-23, 10 pixels each
+    outline = np.zeros((280, 280), bool)
+    outline[60:200, 100:240] = True
+    outline[62:198, 102:238] = False  # two pixels wide
+    assert (boxed[outline] == RED).all() and np.array_equal(boxed[~outline], plain[~outline])
+
+
+def viridis(values, high):
+    values = np.atleast_1d(values)  # a colour map gives a tuple for a lone number
+    return (matplotlib.colormaps["viridis"](np.clip(values / high, 0, 1))[..., :3] * 255).astype(np.uint8)
+
+
+def test_a_feature_map_grid_shows_each_map_after_its_relu_on_one_scale():
+    torch.manual_seed(0)
+    maps = torch.randn(16, 8, 8)
+    grid, channels = pictures.feature_map_grid(maps)
+    relu = maps.relu()
+    assert channels == relu.mean(dim=(1, 2)).argsort(descending=True)[:8].tolist()  # the most active first
+    high = relu[channels].max().item()
+    assert grid.shape == (TILE + pictures.LABEL + pictures.BAR, 8 * TILE, 3)
+    for i, channel in enumerate(channels):
+        tile = grid[:TILE, i * TILE:(i + 1) * TILE]
+        expected = viridis(relu[channel].numpy(), high)
+        centres = [int((k + 0.5) * TILE / 8) for k in range(8)]  # unsmoothed: each block's centre is its unit
+        assert np.array_equal(tile[np.ix_(centres, centres)], expected), f"map {i}"
+    bar = grid[TILE + pictures.LABEL:]
+    assert np.array_equal(bar[2, 4], viridis(0.0, high)[0]) and np.array_equal(bar[2, -5], viridis(high, high)[0])
+
+
+def test_a_marked_unit_is_outlined_on_its_own_map_only():
+    maps = torch.rand(8, 8, 8)
+    plain, _ = pictures.feature_map_grid(maps)
+    marked, _ = pictures.feature_map_grid(maps, unit=(2, 3, 5))
+    top, left, bottom, right = red_box(marked)
+    assert (top, bottom) == (3 * TILE // 8, 4 * TILE // 8 - 1)
+    assert (left, right) == (2 * TILE + 5 * TILE // 8, 2 * TILE + 6 * TILE // 8 - 1)
+    changed = (marked != plain).any(axis=2)
+    assert changed[top:bottom + 1, left:right + 1].sum() == changed.sum()
+
+
+@pytest.mark.parametrize("size", [26, 24, 10, 8])
+def test_a_click_on_each_grid_picks_the_unit_under_it(size):
+    for index in range(8):
+        for row, col in [(0, 0), (size - 1, size - 1), (size // 2, size // 3)]:
+            x = index * TILE + (col + 0.5) * TILE / size
+            y = (row + 0.5) * TILE / size
+            assert pictures.unit_at(x, y, size) == (index, row, col)
+    assert pictures.unit_at(5, TILE + 3, size) is None  # a channel number under the maps
+    assert pictures.unit_at(5, TILE + pictures.LABEL + 10, size) is None  # the colour scale
+    assert pictures.unit_at(-1, 5, size) is None
+
+
+def test_the_attribution_picture_is_red_where_a_pixel_raised_the_score(mnist_test):
+    digit = mnist_test.data[0].numpy()
+    attribution = torch.zeros(28, 28)
+    attribution[5, 5], attribution[20, 20] = 2.0, -1.0
+    picture = pictures.attribution_picture(normalized(digit), attribution)
+    assert picture.shape == (280 + pictures.BAR, 280, 3)
+    grey = digit[..., None] / 255.0
+    heat = matplotlib.colormaps["RdBu_r"]((attribution.numpy() + 2) / 4)[..., :3] * 255
+    expected = (heat.astype(np.uint8).astype(np.float32) * (1 - 0.35 * grey) + 0.35 * grey * 40).clip(0, 255)
+    assert np.array_equal(picture[:280:10, :280:10], expected.astype(np.uint8))
+    assert picture[55, 55, 0] > 2 * picture[55, 55, 2]  # raised: red
+    assert picture[205, 205, 2] > picture[205, 205, 0]  # lowered: blue
+
+
+def test_a_digit_grid_has_room_for_each_picture():
+    for count, cols, rows in [(1, 5, 1), (5, 5, 1), (6, 5, 2), (20, 5, 4), (0, 5, 1)]:
+        fig, axes = pictures.digit_grid(count, cols)
+        assert len(axes) == count and len(fig.axes) == rows * cols
+        assert not any(ax.axison for ax in fig.axes)
+        matplotlib.pyplot.close(fig)
