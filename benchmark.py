@@ -8,7 +8,7 @@
 Both pipelines train the same Net with the same recipe through utils.train; they take turns, so that a
 drift in the machine's speed hits both. The arithmetic limit is measured in the precision the fast path
 uses on this device (fast.fast_amp_dtype), never in one the device would have to emulate. Reads MNIST
-from MNIST_DATA_DIR (default ../data). The default run takes about 2 minutes on a 2-core CPU."""
+from MNIST_DATA_DIR (data.py says where else it looks). The default run takes about 2 minutes on a 2-core CPU."""
 import argparse
 import multiprocessing
 import os
@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from data import load_mnist, train_transforms
-from fast import CudaGraphSteps, DeviceLoader, grad_scaler, precision_name, prepare_fast, sgd, uses_cuda_graph
+from fast import CudaGraphSteps, DeviceLoader, autocast, grad_scaler, precision_name, prepare_fast, sgd, uses_cuda_graph
 from model import Net
 from utils import device, require, train
 
@@ -133,7 +133,7 @@ def conv_times(conv, inputs, amp_dtype, repeats):
     inputs = inputs.clone().requires_grad_(conv.in_channels > 1)
 
     def forward():  # with autograd recording, as in training
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             return conv(inputs)
 
     output = forward()
@@ -162,7 +162,7 @@ def step_breakdown(pipeline, steps, batch_size):
         sync()
         marks.append(time.perf_counter())
         optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        with autocast(device, amp_dtype):
             loss = criterion(model(data), target)
         sync()
         marks.append(time.perf_counter())
@@ -293,8 +293,7 @@ def run_full(args):
         papermill.execute_notebook(
             os.path.join(here, "S5.ipynb"), os.path.join(tmp, "out.ipynb"), cwd=here, progress_bar=False,
             parameters={"fast": args.pipeline == "fast", "epochs": args.epochs, "seed": args.seed,
-                        "weights_path": weights, "batch_size": args.batch_size, "subset": args.subset,
-                        "precision": os.environ.get("S5_PRECISION", "auto")})
+                        "weights_path": weights, "batch_size": args.batch_size, "subset": args.subset})
         wall = time.perf_counter() - start
         state = load_checkpoint(weights)
     # the notebook's kernel is a child process that has ended: its peak RSS is counted here (KiB on Linux)

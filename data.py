@@ -39,11 +39,6 @@ def default_data_dir():
     return os.environ.get("MNIST_DATA_DIR", "../data")
 
 
-def _split_files(train):
-    prefix = "train" if train else "t10k"
-    return [name for name in RAW_FILES if name.startswith(prefix)]
-
-
 def _check_raw_file(path):
     size, magic = RAW_FILES[os.path.basename(path)]
     actual = os.path.getsize(path)
@@ -62,6 +57,14 @@ def _first_missing_folder(path):
     while not os.path.isdir(path):
         missing, path = path, os.path.dirname(path)
     return missing
+
+
+def download_failure(error):
+    """Why a download failed, in a few words. torchvision's message starts 'Error downloading NAME:' and
+    lists each mirror it tried with its error, one per line; the last error names the cause."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    causes = [line for line in lines if not line.startswith(("Error downloading", "Tried "))]
+    return (causes or lines or [type(error).__name__])[-1].strip("<>")
 
 
 def _download(data_dir):
@@ -87,9 +90,9 @@ def _download(data_dir):
             shutil.rmtree(made, ignore_errors=True)
         names = ", ".join(RAW_FILES)
         raise MNISTUnavailable(
-            f"MNIST is not in {raw} and could not be downloaded ({str(e).splitlines()[0]}). "
-            f"Put the four files {names} into that folder, or set MNIST_DATA_DIR to a folder "
-            "holding them in MNIST/raw/.") from None
+            f"MNIST is not in {raw} and could not be downloaded ({download_failure(e)}): put the four files "
+            f"{names} there, or set MNIST_DATA_DIR to the absolute path of a folder that holds them in "
+            "MNIST/raw/") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
@@ -100,11 +103,12 @@ def load_mnist(data_dir=None, train=True, transform=None, subset=None):
     subset: keep the first `subset` samples (None keeps all), for quick runs."""
     data_dir = os.path.abspath(data_dir or default_data_dir())  # messages name the folder wherever we run
     raw = os.path.join(data_dir, "MNIST", "raw")
-    paths = [os.path.join(raw, name) for name in _split_files(train)]
-    if not all(os.path.exists(p) for p in paths):
+    # torchvision reads either split only when all four files are there; the split read must also be whole
+    if not all(os.path.exists(os.path.join(raw, name)) for name in RAW_FILES):
         _download(data_dir)
-    for path in paths:
-        _check_raw_file(path)
+    for name in RAW_FILES:
+        if name.startswith("train" if train else "t10k"):
+            _check_raw_file(os.path.join(raw, name))
     dataset = datasets.MNIST(data_dir, train=train, download=False, transform=transform)
     if subset is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(subset, len(dataset))))

@@ -151,13 +151,21 @@ def _probabilities(model, images):
     return model(images).float().exp()  # Net returns log-probabilities
 
 
+# Each method: (model, normalized images, targets, the black background as a batch) -> per-pixel attributions.
 METHODS = {
-    "integrated_gradients": lambda model: attr.IntegratedGradients(model),
-    "occlusion": lambda model: attr.Occlusion(model),
-    "deeplift": lambda model: attr.DeepLift(model),
-    "input_x_gradient": lambda model: attr.InputXGradient(model),
-    "saliency": lambda model: attr.Saliency(model),
-    "gradcam_conv4": lambda model: attr.LayerGradCam(model, model.conv4),
+    "integrated_gradients": lambda model, images, targets, background: attr.IntegratedGradients(model).attribute(
+        images, baselines=background, target=targets, n_steps=32, internal_batch_size=256),
+    "occlusion": lambda model, images, targets, background: attr.Occlusion(model).attribute(
+        images, sliding_window_shapes=(1, 3, 3), strides=(1, 1, 1), baselines=BACKGROUND, target=targets,
+        perturbations_per_eval=64),
+    "deeplift": lambda model, images, targets, background: attr.DeepLift(model).attribute(
+        images, baselines=background, target=targets),
+    "input_x_gradient": lambda model, images, targets, background: attr.InputXGradient(model).attribute(
+        images, target=targets),
+    "saliency": lambda model, images, targets, background: attr.Saliency(model).attribute(images, target=targets),
+    "gradcam_conv4": lambda model, images, targets, background: attr.LayerAttribution.interpolate(
+        attr.LayerGradCam(model, model.conv4).attribute(images, target=targets, relu_attributions=True),
+        images.shape[-2:], interpolate_mode="bilinear"),
 }
 DEFAULT_METHOD = "integrated_gradients"
 
@@ -167,7 +175,7 @@ def attribution(model, images, targets, method=DEFAULT_METHOD):
     as a float tensor (N, 28, 28) on the CPU: larger where a pixel did more. `images` are normalized
     (N, 1, 28, 28). Built on Captum; the baseline, where a method takes one, is the black background.
 
-    method: integrated_gradients (the default: the most faithful by deletion_test, see the README),
+    method: integrated_gradients (the default: the most faithful by deletion_test, see docs/inside.md),
     occlusion (3x3 patches), deeplift, input_x_gradient, saliency, or gradcam_conv4 (Grad-CAM on conv4,
     upsampled)."""
     if method not in METHODS:
@@ -175,20 +183,7 @@ def attribution(model, images, targets, method=DEFAULT_METHOD):
     model = model.eval()
     images = images.detach().float().contiguous()
     targets = torch.as_tensor(targets, device=images.device).expand(len(images))
-    explainer = METHODS[method](model)
-    baseline = torch.full_like(images, BACKGROUND)
-    if method == "integrated_gradients":
-        maps = explainer.attribute(images, baselines=baseline, target=targets, n_steps=32, internal_batch_size=256)
-    elif method == "occlusion":
-        maps = explainer.attribute(images, sliding_window_shapes=(1, 3, 3), strides=(1, 1, 1), baselines=BACKGROUND,
-                                   target=targets, perturbations_per_eval=64)
-    elif method == "deeplift":
-        maps = explainer.attribute(images, baselines=baseline, target=targets)
-    elif method == "gradcam_conv4":
-        maps = attr.LayerAttribution.interpolate(explainer.attribute(images, target=targets, relu_attributions=True),
-                                                 images.shape[-2:], interpolate_mode="bilinear")
-    else:
-        maps = explainer.attribute(images, target=targets)
+    maps = METHODS[method](model, images, targets, torch.full_like(images, BACKGROUND))
     return maps.detach().sum(dim=1).float().cpu()
 
 

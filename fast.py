@@ -58,6 +58,13 @@ def fast_amp_dtype(device, precision=None):
     return choose_amp_dtype(device.type, capability, native_bf16)
 
 
+def autocast(device, amp_dtype, cache_enabled=True):
+    """torch.autocast in `amp_dtype` on `device`'s type; with amp_dtype None a context that changes nothing.
+    cache_enabled=False for a captured CUDA graph, whose replays would read a stale cache of cast weights."""
+    return torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None,
+                          cache_enabled=cache_enabled)
+
+
 def precision_name(amp_dtype):
     return {dtype: name for name, dtype in PRECISIONS.items()}[amp_dtype]
 
@@ -218,8 +225,7 @@ class CudaGraphSteps:
     def _step(self, indices):
         data, target = self.loader.batch(indices)
         self.optimizer.zero_grad(set_to_none=True)
-        # autocast's cache of cast weights would be stale at every replay
-        with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.amp_dtype is not None, cache_enabled=False):
+        with autocast("cuda", self.amp_dtype, cache_enabled=False):
             pred = self.model(data)
             loss = self.criterion(pred, target)
         loss.backward()

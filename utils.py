@@ -15,6 +15,7 @@ import matplotlib.pyplot as plt
 import torch
 import torchvision
 
+from fast import autocast
 from pictures import digit_grid
 
 # The oldest versions the tests pass on (requirements-floor.txt; a test keeps the two in step).
@@ -65,10 +66,6 @@ def get_device():
 
 
 device = get_device()
-
-
-def _autocast(device, amp_dtype):
-    return torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None)
 
 
 def count_correct(prediction, labels):
@@ -145,7 +142,7 @@ def train(model, device, train_loader, optimizer, criterion, amp_dtype=None, epo
         else:
             data, target = (t.to(device, non_blocking=True) for t in batch)
             optimizer.zero_grad(set_to_none=True)
-            with _autocast(device, amp_dtype):
+            with autocast(device, amp_dtype):
                 pred = model(data)
                 loss = criterion(pred, target)
         losses[batch_idx] = loss.detach()
@@ -166,8 +163,9 @@ def train(model, device, train_loader, optimizer, criterion, amp_dtype=None, epo
         else:
             loss.backward()
             optimizer.step()
-    if print_at_end:
-        print(pbar, file=sys.stderr, flush=True)
+    if print_at_end:  # one write with its newline: a kernel may send a lone newline after the next stdout line
+        sys.stderr.write(f"{pbar}\n")
+        sys.stderr.flush()
     return 100 * correct.item() / processed, losses.sum().item() / len(losses)
 
 
@@ -182,7 +180,7 @@ def test(model, device, test_loader, criterion, incorrect_pred=None, amp_dtype=N
     total_loss = torch.zeros((), device=device)
     correct = torch.zeros((), dtype=torch.int64, device=device)
     count, batches = 0, []
-    with torch.inference_mode(), _autocast(device, amp_dtype):
+    with torch.inference_mode(), autocast(device, amp_dtype):
         for data, target in test_loader:
             data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
             output = model(data)
@@ -240,7 +238,7 @@ def get_confusion_matrix(model, device, loader, amp_dtype=None):
     """10x10 tensor of counts: row = true digit, column = predicted digit."""
     model.eval()
     matrix = torch.zeros(10, 10, dtype=torch.int64)
-    with torch.inference_mode(), _autocast(device, amp_dtype):
+    with torch.inference_mode(), autocast(device, amp_dtype):
         for data, target in loader:
             predicted = model(data.to(device)).argmax(dim=1).cpu()
             matrix += torch.bincount(target.cpu() * 10 + predicted, minlength=100).view(10, 10)

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real MNIST, read from MNIST_DATA_DIR (CI: ../shared/data), tests never download; and digit
+"""Shared fixtures: the real MNIST, read from MNIST_DATA_DIR (tests never download it); and digit
 images as users hand them in, good and bad, for predict.py and the app."""
 import os
 import shutil
@@ -22,15 +22,15 @@ from data import RAW_FILES, default_data_dir, load_mnist  # noqa: E402
 
 DATA_DIR = os.path.abspath(default_data_dir())
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download fails here
-SEED_DOC = os.path.normpath(os.path.join(ROOT, "..", "shared", "seed", "era-s5-original.md"))
 
 
 def pytest_configure(config):
     missing = [name for name in RAW_FILES if not os.path.exists(os.path.join(DATA_DIR, "MNIST", "raw", name))]
     if missing:
         pytest.exit(f"The tests read the real MNIST from {DATA_DIR}/MNIST/raw/, which lacks {', '.join(missing)}: "
-                    "set MNIST_DATA_DIR to a folder holding the four files in MNIST/raw/ "
-                    "(CI uses MNIST_DATA_DIR=../shared/data).", returncode=2)
+                    "set MNIST_DATA_DIR to the absolute path of a folder that holds the four files in MNIST/raw/ "
+                    "(python quicklook.py downloads them there when online), e.g. "
+                    "MNIST_DATA_DIR=/home/me/data python -m pytest -q tests", returncode=2)
     os.environ["MNIST_DATA_DIR"] = DATA_DIR  # subprocesses and notebooks read the same copy
 
 

@@ -261,3 +261,16 @@ def test_the_fp16_loss_scale_is_kept_for_a_resume(tmp_path):
     weights = Net()
     load_checkpoint(tmp_path / "fp16.pt", weights)
     assert all(torch.equal(a, b) for a, b in zip(weights.state_dict().values(), model.state_dict().values()))
+
+
+def test_a_save_replaces_the_file_by_renaming_never_by_writing_into_it(tmp_path):
+    """A second name for the old file keeps the old bytes: the new checkpoint arrived as a new file renamed onto
+    the path, so no moment existed when the path held half of each."""
+    path, alias = tmp_path / "run.pt", tmp_path / "alias.pt"
+    model = Net()
+    save_checkpoint(path, model, epoch=1)
+    old = path.read_bytes()
+    os.link(path, alias)
+    save_checkpoint(path, model, epoch=2)
+    assert alias.read_bytes() == old and load_checkpoint(path)["epoch"] == 2
+    assert os.stat(path).st_ino != os.stat(alias).st_ino

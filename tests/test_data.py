@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -45,7 +46,9 @@ def test_offline_without_data_says_what_to_do_and_leaves_nothing(tmp_path):
     message = run.stdout.strip()
     assert len(message.splitlines()) == 1 and "Traceback" not in run.stderr
     assert os.path.join(str(tmp_path), "nested", "data", "MNIST", "raw") in message  # the absolute path
-    assert "MNIST_DATA_DIR" in message and all(name in message for name in RAW_FILES)
+    assert "MNIST_DATA_DIR to the absolute path" in message and all(name in message for name in RAW_FILES)
+    reason = re.search(r"could not be downloaded \((.*)\): put the four files", message).group(1)
+    assert reason.strip() and "Error downloading" not in reason  # the cause itself, never an empty reason
     assert list(tmp_path.iterdir()) == []  # no half-written files, not even the folders made for the download
 
 
@@ -61,3 +64,19 @@ def test_truncated_raw_file_is_named(tmp_path):
     with pytest.raises(MNISTUnavailable, match="t10k-images-idx3-ubyte is damaged"):
         load_mnist(str(tmp_path), train=False)
     assert len(load_mnist(str(tmp_path), train=True)) == 60000  # the train files are fine
+
+
+def test_a_folder_with_one_file_missing_gets_the_sentence_offline_for_either_split(tmp_path, monkeypatch):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in RAW_FILES:
+        if name != "train-labels-idx1-ubyte":
+            os.symlink(os.path.join(DATA_DIR, "MNIST", "raw", name), raw / name)
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, "http://127.0.0.1:9")  # a closed local port: the download fails at once
+    monkeypatch.setenv("no_proxy", "")
+    monkeypatch.setenv("NO_PROXY", "")
+    for train in (True, False):  # torchvision reads the test split too only when all four files are there
+        with pytest.raises(MNISTUnavailable, match=f"^MNIST is not in {re.escape(str(raw))} and could not be "
+                                                   "downloaded"):
+            load_mnist(str(tmp_path), train=train)

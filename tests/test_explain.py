@@ -113,3 +113,17 @@ def test_deletion_test_deletes_what_it_says(shipped, test_digits):
         before = shipped(images).exp().gather(1, labels[:, None]).mean().item()
     assert left_nothing == pytest.approx(before, abs=0.02)  # deleting black pixels changes nothing
     assert left_ink < before and random_left < before
+
+
+def test_integrated_gradients_start_from_the_black_background(shipped, test_digits):
+    """Completeness: integrated gradients add up to the score at the input less the score at the baseline; with
+    the black background as that baseline, and no other."""
+    images, labels = test_digits[0][:8], test_digits[1][:8]
+    maps = explain.attribution(shipped, images, labels)
+    with torch.no_grad():
+        at_input = shipped(images).gather(1, labels[:, None]).squeeze(1)
+        black = shipped(torch.full_like(images, explain.BACKGROUND)).gather(1, labels[:, None]).squeeze(1)
+        grey = shipped(torch.zeros_like(images)).gather(1, labels[:, None]).squeeze(1)  # the mean grey, normalized
+    totals = maps.sum(dim=(1, 2))
+    assert torch.allclose(totals, at_input - black, atol=0.05, rtol=0.02), (totals, at_input - black)
+    assert not torch.allclose(totals, at_input - grey, atol=0.05, rtol=0.02)

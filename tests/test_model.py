@@ -4,7 +4,7 @@ import torch
 from model import Net
 from utils import get_summary
 
-# The original notebook's torchsummary table (../shared/seed/era-s5-original.md), row for row.
+# The original notebook's torchsummary table, row for row, as its published outputs show it.
 SEED_TABLE = """\
 ----------------------------------------------------------------
         Layer (type)               Output Shape         Param #

@@ -268,3 +268,13 @@ def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path, run_cli):
     torch.save(torch.nn.Linear(3, 3).state_dict(), foreign)
     run = run_cli("--checkpoint", str(foreign), mixed_images[0])
     assert run.returncode == 1 and "does not fit Net" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_an_image_between_pil_s_two_size_limits_is_refused_as_too_large(tmp_path):
+    """PIL only warns from MAX_IMAGE_PIXELS up to twice that; such an image is refused all the same."""
+    from conftest import png_header_only
+    side = int((1.5 * Image.MAX_IMAGE_PIXELS) ** 0.5)
+    path = tmp_path / "large.png"
+    png_header_only(path, side, side)
+    with pytest.raises(predict.ImageError, match="^image too large to decode safely"):
+        predict.read_image(str(path))

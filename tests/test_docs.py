@@ -1,0 +1,82 @@
+"""The repository's text: it speaks of the project alone, the README stays a front page whose links and
+variables are real."""
+import os
+import re
+
+import pytest
+
+from conftest import ROOT, tracked_files
+
+# Words about how the project was made, not about the project; placeholders a reader cannot fill in.
+FORBIDDEN = re.compile(r"\bsessions?\b|\bissues?\b|closing note|\bthe developers?\b|\.\./shared|URL_OF_|\bTODO\b|"
+                       r"\bFIXME\b|\bXXX\b", re.I)
+# What may say them all the same: the course's name, pytest's fixture scope, links to other projects' issues.
+ALLOWED = re.compile(r"ERA Session 5|Session 5 assignment|scope=\"session\"|https://github\.com/[\w.-]+/[\w.-]+/issues/\d+")
+# CI's script is where this workplace's layout belongs; this file names the words it forbids.
+NOT_CHECKED = {".ci/run", "tests/test_docs.py"}
+TEXT = (".py", ".md", ".txt", ".ipynb", ".sh", ".cfg", ".ini", ".html", ".js", ".json", ".css", ".yml", ".yaml", "")
+
+
+def text_files():
+    names = tracked_files()
+    if names is None:
+        pytest.skip("the repository is not a git checkout, so its tracked files are unknown")
+    return [name for name in names if os.path.splitext(name)[1] in TEXT and name not in NOT_CHECKED
+            and not name.endswith("package-lock.json")]
+
+
+def forbidden_words(text):
+    return [match.group(0) for match in FORBIDDEN.finditer(ALLOWED.sub("", text))]
+
+
+def test_forbidden_words_are_found_and_allowed_phrases_pass():
+    assert forbidden_words("as the issue said, in this session; see ../shared/data") == ["issue", "session", "../shared"]
+    assert forbidden_words('ERA Session 5, @pytest.fixture(scope="session"), '
+                           "https://github.com/pytorch/pytorch/issues/123") == []
+
+
+def test_the_tracked_text_speaks_of_the_project_alone():
+    found = {}
+    for name in text_files():
+        with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+            for number, line in enumerate(f, 1):
+                for word in forbidden_words(line):
+                    found.setdefault(name, []).append(f"{number}: {word}")
+    assert found == {}
+
+
+def readme():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def test_the_readme_is_a_front_page_whose_links_resolve():
+    text = readme()
+    assert len(text.splitlines()) <= 200
+    links = re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", text)
+    local = [link for link in links if not link.startswith("http")]
+    assert "docs/testing.md" in local
+    assert [link for link in local if not os.path.exists(os.path.join(ROOT, link))] == []
+    for name in os.listdir(os.path.join(ROOT, "docs")):
+        if name.endswith(".md"):
+            assert f"docs/{name}" in local, f"docs/{name} is not linked from the README"
+
+
+def environment_variables_read():
+    """Every variable the project's code reads: os.environ.get("NAME") or os.environ["NAME"], by name."""
+    found = set()
+    for name in tracked_files() or []:
+        if name.endswith((".py", ".sh")) and not name.startswith("tests/"):
+            with open(os.path.join(ROOT, name), encoding="utf-8") as f:
+                code = f.read()
+            constants = dict(re.findall(r"^([A-Z_]+) = \"([A-Z0-9_]+)\"", code, re.M))
+            for name in re.findall(r"environ(?:\.get\(|\[)\s*([A-Z_]+|\"[A-Z0-9_]+\")", code):
+                found.add(constants.get(name, name.strip('"')))
+            found |= set(re.findall(r"\$\{([A-Z][A-Z0-9_]+):-", code))  # a shell setting with its default
+    return found
+
+
+def test_the_readme_names_every_environment_variable_the_code_reads():
+    table = "\n".join(line for line in readme().splitlines() if line.startswith("| `"))
+    missing = [name for name in environment_variables_read() if f"`{name}`" not in table]
+    assert missing == []
