@@ -37,8 +37,8 @@ def export_onnx(model, path):
 def run_onnx(path, images, batch_size=1000):
     """Log-probabilities from ONNX Runtime on the CPU for a float32 array of shape (N, 1, 28, 28)."""
     import onnxruntime
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return np.concatenate([session.run([OUTPUT], {INPUT: images[i:i + batch_size]})[0]
+    runtime = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return np.concatenate([runtime.run([OUTPUT], {INPUT: images[i:i + batch_size]})[0]
                            for i in range(0, len(images), batch_size)])
 
 

@@ -23,7 +23,7 @@ def run_notebook(parameters):
     try:
         # the kernel's own log (ipykernel 7 warns about its local TCP sockets) would bury the one closing line
         papermill.execute_notebook(os.path.join(HERE, NOTEBOOK), os.path.join(HERE, EXECUTED), parameters=parameters,
-                                   cwd=HERE, progress_bar=sys.stderr.isatty(),
+                                   cwd=HERE, progress_bar=sys.stderr.isatty(), start_timeout=600,
                                    extra_arguments=["--IPKernelApp.log_level=ERROR"])
     except papermill.PapermillExecutionError as e:
         if e.ename in ("MNISTUnavailable", "ModuleNotFoundError", "ImportError"):

@@ -83,7 +83,7 @@ PROGRESS_VARIABLE = "S5_PROGRESS"
 def watched_notebook():
     """Whether this runs in a notebook that a person has open: JupyterLab and Notebook 7 (jupyter_server
     gives its kernels JPY_SESSION_NAME), VS Code (which defines __vsc_ipynb_file__), Colab, or an
-    interactive Kaggle session. papermill and nbconvert start their kernels with none of these."""
+    interactive Kaggle notebook. papermill and nbconvert start their kernels with none of these."""
     ipython = sys.modules.get("IPython")
     shell = ipython.get_ipython() if ipython else None
     if shell is None or "IPKernelApp" not in getattr(shell, "config", {}):

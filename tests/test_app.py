@@ -23,7 +23,7 @@ import app  # noqa: E402
 import explain  # noqa: E402
 import pictures  # noqa: E402
 import predict  # noqa: E402
-from conftest import CHROMIUM, ROOT, STROKES, free_port, net_with_zero_weights, user_image  # noqa: E402
+from helpers import CHROMIUM, ROOT, STROKES, free_port, net_with_zero_weights, user_image  # noqa: E402
 
 SIZE = 280  # the sketchpad's canvas
 
@@ -137,6 +137,7 @@ def test_an_image_pasted_onto_the_sketchpad_is_read(mnist_test):
         assert max(label, key=label.get) == str(mnist_test.targets[index].item())
 
 
+@pytest.mark.quick
 def test_the_inside_view_handlers(mnist_test):
     model = predict.load_model()
     network_input = predict.read_digit(255 - mnist_test.data[0].numpy(), model)[2]  # a 7, dark on light
@@ -158,6 +159,7 @@ def test_the_inside_view_handlers(mnist_test):
     assert app.attribution_for(state, None, model) == (None, "", None)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("index, layer, size", [(0, "conv1", 26), (1, "conv2", 24), (2, "conv3", 10), (3, "conv4", 8)])
 def test_a_click_on_each_grid_outlines_its_unit_and_receptive_field(mnist_test, index, layer, size):
     model = predict.load_model()
@@ -180,6 +182,7 @@ def test_a_click_on_each_grid_outlines_its_unit_and_receptive_field(mnist_test, 
     assert np.array_equal(picture, pictures.input_picture(network_input)) and sentence == ""
 
 
+@pytest.mark.quick
 def test_the_sample_shown_before_anything_is_drawn_is_a_7():
     model = predict.load_model()
     assert app.inside_view(app.sample_input(), model)[-2] == "7"
@@ -209,6 +212,7 @@ def test_bad_files_get_predict_py_s_sentence_and_the_app_keeps_serving(running_a
     assert label["label"] == "2"
 
 
+@pytest.mark.quick
 def test_the_file_handlers_read_as_predict_py_does_and_name_a_bad_file(mixed_images):
     model = predict.load_model()
     good, _, not_image, *_ = mixed_images

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from fast import choose_amp_dtype, cpu_has_native_bf16, precision_name
 
 # the precision this machine's fast path uses: the benchmark must measure in it, never in one it emulates
@@ -49,3 +49,12 @@ def test_benchmark_measures_both_pipelines_and_ends_with_the_speedup(monkeypatch
 def test_benchmark_follows_a_forced_precision():
     out = run_benchmark(S5_PRECISION="fp32")
     assert "(cpu, fp32, batch 128; fp32 matmul peak" in out
+
+
+@pytest.mark.quick
+def test_too_few_rounds_or_steps_are_refused_in_one_sentence():
+    for argv in (["--rounds", "0"], ["--steps", "1"]):
+        run = subprocess.run([sys.executable, "benchmark.py", *argv], cwd=ROOT, capture_output=True, text=True,
+                             timeout=300)
+        assert run.returncode == 2
+        assert run.stderr.splitlines()[-1].endswith("error: --rounds must be at least 1 and --steps at least 2")

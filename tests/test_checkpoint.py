@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
-from conftest import ROOT
+from helpers import ROOT
 from checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from fast import DeviceLoader, grad_scaler, prepare_fast
 from model import Net
@@ -137,6 +137,7 @@ def test_a_save_killed_at_any_moment_leaves_a_whole_checkpoint(tmp_path):
     assert survived >= 2  # the kills landed at different moments, some after whole saves
 
 
+@pytest.mark.quick
 def test_a_pickle_payload_is_refused_and_never_runs(tmp_path, monkeypatch):
     marker = tmp_path / "payload-ran"
     path = tmp_path / "evil.pt"
@@ -209,6 +210,7 @@ def message_of(path, *objects):
 UNREADABLE = r"{} is not a readable PyTorch checkpoint \(truncated or corrupt: {}\); save it again or use another file"
 
 
+@pytest.mark.quick
 def test_damaged_or_foreign_checkpoints_get_clear_errors(tmp_path):
     """Each kind of bad file gets its whole sentence: which file, what is wrong with it, what to do."""
     path = tmp_path / "run.pt"
@@ -238,6 +240,7 @@ def test_damaged_or_foreign_checkpoints_get_clear_errors(tmp_path):
             "or save checkpoints with save_checkpoint")
 
 
+@pytest.mark.quick
 def test_the_same_seed_gives_the_same_fast_run(mnist_train):
     loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(256)), 64, "cpu", train=True)
     weights = []
@@ -263,6 +266,7 @@ def test_the_fp16_loss_scale_is_kept_for_a_resume(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(weights.state_dict().values(), model.state_dict().values()))
 
 
+@pytest.mark.quick
 def test_a_save_replaces_the_file_by_renaming_never_by_writing_into_it(tmp_path):
     """A second name for the old file keeps the old bytes: the new checkpoint arrived as a new file renamed onto
     the path, so no moment existed when the path held half of each."""

@@ -2,13 +2,15 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 
 import pytest
 
-from conftest import DATA_DIR, ROOT
+from helpers import DATA_DIR, ROOT
 from data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, load_mnist
 
 
+@pytest.mark.quick
 def test_reads_the_real_mnist(mnist_train, mnist_test):
     assert len(mnist_train) == 60000 and len(mnist_test) == 10000
     assert mnist_train.targets[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
@@ -18,6 +20,7 @@ def test_reads_the_real_mnist(mnist_train, mnist_test):
     assert pixels.std().item() == pytest.approx(MNIST_STD, abs=1e-4)
 
 
+@pytest.mark.quick
 def test_subset_keeps_the_first_samples():
     subset = load_mnist(DATA_DIR, train=False, subset=100)
     assert len(subset) == 100 and subset[0][1] == 7
@@ -52,6 +55,7 @@ def test_offline_without_data_says_what_to_do_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no half-written files, not even the folders made for the download
 
 
+@pytest.mark.quick
 def test_truncated_raw_file_is_named(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -66,6 +70,7 @@ def test_truncated_raw_file_is_named(tmp_path):
     assert len(load_mnist(str(tmp_path), train=True)) == 60000  # the train files are fine
 
 
+@pytest.mark.quick
 def test_a_folder_with_one_file_missing_gets_the_sentence_offline_for_either_split(tmp_path, monkeypatch):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -76,6 +81,7 @@ def test_a_folder_with_one_file_missing_gets_the_sentence_offline_for_either_spl
         monkeypatch.setenv(variable, "http://127.0.0.1:9")  # a closed local port: the download fails at once
     monkeypatch.setenv("no_proxy", "")
     monkeypatch.setenv("NO_PROXY", "")
+    monkeypatch.setattr(urllib.request, "_opener", None)  # urlopen builds and keeps an opener with these proxies
     for train in (True, False):  # torchvision reads the test split too only when all four files are there
         with pytest.raises(MNISTUnavailable, match=f"^MNIST is not in {re.escape(str(raw))} and could not be "
                                                    "downloaded"):

@@ -5,7 +5,7 @@ import torch.nn.functional as F
 
 import explain
 from checkpoint import load_checkpoint
-from conftest import ROOT
+from helpers import ROOT
 import data
 from model import Net
 
@@ -26,6 +26,7 @@ def test_digits():
     return torch.stack([digits[i][0] for i in range(200)]), digits.targets[:200]
 
 
+@pytest.mark.quick
 def test_receptive_fields_of_net_come_from_its_layers():
     rows = explain.receptive_fields(Net())
     assert [(r["layer"], r["output"], r["rf"], r["jump"]) for r in rows] == NET_FIELDS
@@ -67,6 +68,7 @@ def test_a_units_box_is_exactly_the_pixels_that_can_change_it():
     assert explain.receptive_field_box(fields["conv4"], 3, 5) == (6, 10, 19, 23)  # 14x14 inside the image
 
 
+@pytest.mark.quick
 def test_activations_are_the_models_own_intermediate_values(shipped, test_digits):
     images = test_digits[0][:16]
     outputs = explain.activations(shipped, images)
@@ -84,6 +86,7 @@ def test_activations_are_the_models_own_intermediate_values(shipped, test_digits
     assert not shipped._forward_hooks and not shipped.conv1._forward_hooks  # nothing left attached
 
 
+@pytest.mark.quick
 def test_attribution_answers_for_any_digit(shipped, test_digits):
     images, labels = test_digits[0][:4], test_digits[1][:4]
     maps = explain.attribution(shipped, images, labels)
@@ -115,6 +118,7 @@ def test_deletion_test_deletes_what_it_says(shipped, test_digits):
     assert left_ink < before and random_left < before
 
 
+@pytest.mark.quick
 def test_integrated_gradients_start_from_the_black_background(shipped, test_digits):
     """Completeness: integrated gradients add up to the score at the input less the score at the baseline; with
     the black background as that baseline, and no other."""

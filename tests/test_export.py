@@ -10,7 +10,7 @@ pytest.importorskip("onnxscript", reason="the export's packages are not installe
 
 import export  # noqa: E402
 import predict  # noqa: E402
-from conftest import ROOT  # noqa: E402
+from helpers import ROOT  # noqa: E402
 
 PAGE_MODEL = os.path.join(ROOT, "web", "s5_net.onnx")
 
@@ -42,6 +42,7 @@ def test_an_export_of_other_weights_gives_their_answers(tmp_path, test_images, c
     assert batch.shape == (3, 10)
 
 
+@pytest.mark.quick
 def test_a_checkpoint_of_another_network_gets_one_sentence_and_no_file(tmp_path, capsys):
     weights = tmp_path / "linear.pt"
     torch.save(torch.nn.Linear(4, 2).state_dict(), weights)
@@ -51,6 +52,7 @@ def test_a_checkpoint_of_another_network_gets_one_sentence_and_no_file(tmp_path,
     assert sorted(os.listdir(tmp_path)) == ["linear.pt"]
 
 
+@pytest.mark.quick
 def test_an_output_in_a_missing_folder_gets_one_sentence(tmp_path, capsys):
     missing = tmp_path / "no-such-folder" / "net.onnx"
     assert export.main(["--output", str(missing)]) == 1
@@ -59,6 +61,7 @@ def test_an_output_in_a_missing_folder_gets_one_sentence(tmp_path, capsys):
     assert os.listdir(tmp_path) == []
 
 
+@pytest.mark.quick
 def test_a_failed_export_leaves_the_old_file_whole(tmp_path):
     output = tmp_path / "net.onnx"
     output.write_bytes(b"the previous export")

@@ -61,6 +61,7 @@ def assert_the_recipe(crop, angles):
     assert counts.min() > 0.75 * counts.mean(), counts
 
 
+@pytest.mark.quick
 def test_the_fast_loader_augments_each_image_as_the_recipe_says(mnist_train):
     """Read from the pixels the loader yields: 4096 copies of one digit, in batches of 512."""
     copies = torch.utils.data.Subset(mnist_train, [7] * 4096)
@@ -101,6 +102,7 @@ def test_augment_without_arguments_uses_one_fresh_draw(mnist_test):
     assert not torch.equal(drawn, images)
 
 
+@pytest.mark.quick
 def test_device_loader_batches(mnist_train):
     subset = torch.utils.data.Subset(mnist_train, range(1000))
     loader = DeviceLoader(subset, 256, "cpu", train=True)
@@ -120,6 +122,7 @@ def test_device_loader_batches(mnist_train):
     assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))
 
 
+@pytest.mark.quick
 def test_device_loader_for_testing_only_normalizes(mnist_test):
     loader = DeviceLoader(mnist_test, 512, "cpu")
     data, target = next(iter(loader))
@@ -146,10 +149,12 @@ def test_device_loader_for_testing_only_normalizes(mnist_test):
     ("cpu", None, False, None),               # AVX2, or AVX-512 without BF16: float32
     ("mps", None, False, None),
 ])
+@pytest.mark.quick
 def test_the_precision_follows_what_the_device_computes_natively(device_type, capability, native_bf16, expected):
     assert choose_amp_dtype(device_type, capability, native_bf16) is expected
 
 
+@pytest.mark.quick
 def test_the_precision_can_be_overridden(monkeypatch):
     monkeypatch.delenv("S5_PRECISION", raising=False)
     assert fast_amp_dtype("cpu") is choose_amp_dtype("cpu", None, cpu_has_native_bf16())
@@ -182,6 +187,7 @@ def test_the_fast_model_has_channels_last_weights():
     assert not Net().conv2.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_each_precision_trains_on_this_cpu(mnist_test, precision):
     """Each branch of the training loop on two tiny batches, so that a CPU that only emulates bf16

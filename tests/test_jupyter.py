@@ -11,7 +11,7 @@ import time
 import nbformat
 import pytest
 
-from conftest import CHROMIUM, copy_of_repository, free_port
+from helpers import CHROMIUM, copy_of_repository, free_port
 
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed: pip install -r requirements-dev.txt")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")

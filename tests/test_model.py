@@ -43,6 +43,7 @@ def layer_shapes(model, x):
     return shapes
 
 
+@pytest.mark.quick
 def test_every_layer_of_the_table_has_the_seed_shape():
     shapes = layer_shapes(Net(), torch.zeros(3, 1, 28, 28))
     assert shapes == {
@@ -57,6 +58,7 @@ def test_every_layer_of_the_table_has_the_seed_shape():
     }
 
 
+@pytest.mark.quick
 def test_parameter_count_per_layer_and_total():
     model = Net()
     per_layer = {name: sum(p.numel() for p in module.parameters()) for name, module in model.named_children()}
@@ -66,11 +68,13 @@ def test_parameter_count_per_layer_and_total():
 
 @pytest.mark.parametrize("make", [lambda: Net, lambda: Net(), lambda: Net().to(memory_format=torch.channels_last)],
                          ids=["class", "instance", "channels_last instance"])
+@pytest.mark.quick
 def test_summary_prints_the_seed_table(make, capsys):
     assert get_summary(make()) == 593200
     assert capsys.readouterr().out == SEED_TABLE
 
 
+@pytest.mark.quick
 def test_output_is_log_probabilities():
     out = Net()(torch.randn(5, 1, 28, 28))
     assert out.shape == (5, 10)
@@ -78,6 +82,7 @@ def test_output_is_log_probabilities():
     torch.testing.assert_close(out.exp().sum(dim=1), torch.ones(5))
 
 
+@pytest.mark.quick
 @pytest.mark.parametrize("shape", [(1, 28, 28), (4, 3, 28, 28), (4, 1, 32, 32), (4, 784), (2, 1, 1, 28, 28)])
 def test_wrong_input_shape_raises_a_clear_error(shape):
     with pytest.raises(ValueError) as err:
@@ -85,6 +90,7 @@ def test_wrong_input_shape_raises_a_clear_error(shape):
     assert "(N, 1, 28, 28)" in str(err.value) and str(tuple(shape)) in str(err.value)
 
 
+@pytest.mark.quick
 def test_channels_last_gives_the_same_output():
     torch.manual_seed(0)
     model, x = Net().eval(), torch.randn(8, 1, 28, 28)

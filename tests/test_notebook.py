@@ -9,7 +9,7 @@ import papermill
 import pytest
 
 from checkpoint import load_checkpoint
-from conftest import DATA_DIR, ROOT, copy_of_repository
+from helpers import DATA_DIR, ROOT, copy_of_repository
 
 NOTEBOOK = os.path.join(ROOT, "S5.ipynb")
 FINAL = re.compile(r"(\d+) epochs in \d+ s; final test accuracy (\d+\.\d+)%")
@@ -23,6 +23,7 @@ def original_cells():
         return re.findall(r"```python\n(.*?)```", f.read(), re.S)
 
 
+@pytest.mark.quick
 def test_the_original_notebook_cells_run_against_the_modules(tmp_path):
     cells = original_cells()
     assert len(cells) == 10
@@ -80,6 +81,7 @@ QUICK_LOOK = re.compile(r"^Quick look: 1 epoch of the fast path \((bf16|fp32)\) 
                         r"(\d+\.\d\d)% \(as expected\)\. The log and the plots: S5\.out\.ipynb$")
 
 
+@pytest.mark.timeout(900)  # a whole epoch: about 150 s of training on a 2-core AVX2 CPU
 def test_the_readme_quick_look_learns_and_changes_no_tracked_file(tmp_path):
     """The README's first command, `python quicklook.py`, in a copy of the repository, with a headless matplotlib."""
     copy = tmp_path / "repo"
@@ -102,6 +104,7 @@ def test_the_readme_quick_look_learns_and_changes_no_tracked_file(tmp_path):
     assert len(state["history"]["test_acc"]) == 1
 
 
+@pytest.mark.quick
 def test_the_quick_look_offline_without_data_says_what_to_do_in_one_sentence(tmp_path):
     copy = tmp_path / "repo"
     if copy_of_repository(copy) is None:

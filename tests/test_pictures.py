@@ -10,6 +10,8 @@ from data import MNIST_MEAN, MNIST_STD
 
 TILE, SCALE, RED = pictures.TILE, pictures.SCALE, list(pictures.RED)
 
+pytestmark = pytest.mark.quick  # every test here takes well under a second
+
 
 def normalized(grey):
     return ((torch.as_tensor(grey, dtype=torch.float32) / 255 - MNIST_MEAN) / MNIST_STD).view(1, 1, 28, 28)

@@ -11,7 +11,7 @@ from PIL import Image
 
 import predict
 from checkpoint import load_checkpoint, save_checkpoint
-from conftest import ROOT, net_with_zero_weights, user_image
+from helpers import ROOT, net_with_zero_weights, user_image
 from data import MNIST_MEAN, MNIST_STD
 from fast import DeviceLoader
 from model import Net
@@ -46,6 +46,7 @@ def test_reads_mnist_digits_redrawn_as_user_images(mnist_test, tmp_path):
     assert accuracy >= 0.95
 
 
+@pytest.mark.quick
 def test_preprocessing_turns_an_mnist_digit_back_into_itself(mnist_test):
     digit = mnist_test.data[0]
     prepared = predict.preprocess(Image.fromarray(255 - digit.numpy()).resize((112, 112), Image.BILINEAR))
@@ -54,6 +55,7 @@ def test_preprocessing_turns_an_mnist_digit_back_into_itself(mnist_test):
     assert (restored - digit.float() / 255).abs().mean() < 0.08
 
 
+@pytest.mark.quick
 def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
     image = user_image(mnist_test.data[0], np.random.default_rng(1), 64, "L")  # a 7
     image.save(tmp_path / "seven.png")
@@ -142,6 +144,7 @@ def test_preprocess_is_the_mnist_recipe_to_the_pixel(mnist_test):
     assert top0 < 0 and top1 > 28 - 20 and left2 < 0 and left3 > 28 - 20  # each wedge asks beyond one edge
 
 
+@pytest.mark.quick
 def test_a_mark_fainter_than_a_tenth_of_the_grey_range_is_blank():
     page = np.full((64, 64), 255, np.uint8)
     page[20:44, 30:34] = 255 - 24  # a pencil trace 24 grey levels darker than the paper
@@ -197,6 +200,7 @@ def run_cli(capsys):
     return run
 
 
+@pytest.mark.quick
 def test_cli_answers_every_image_and_names_each_bad_one(mixed_images, run_cli):
     run = run_cli(*mixed_images)
     assert run.returncode == 1
@@ -270,9 +274,10 @@ def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path, run_cli):
     assert run.returncode == 1 and "does not fit Net" in run.stderr and "Traceback" not in run.stderr
 
 
+@pytest.mark.quick
 def test_an_image_between_pil_s_two_size_limits_is_refused_as_too_large(tmp_path):
     """PIL only warns from MAX_IMAGE_PIXELS up to twice that; such an image is refused all the same."""
-    from conftest import png_header_only
+    from helpers import png_header_only
     side = int((1.5 * Image.MAX_IMAGE_PIXELS) ** 0.5)
     path = tmp_path / "large.png"
     png_header_only(path, side, side)

@@ -9,11 +9,9 @@ import time
 
 import pytest
 
-from conftest import ROOT, free_port, user_image
+from helpers import ROOT, free_port, user_image
 
-pytestmark = pytest.mark.server
-
-
+@pytest.mark.quick
 def test_the_space_settings_name_the_gradio_it_requires():
     with open(os.path.join(ROOT, "space", "README.md")) as f:
         front_matter = f.read().split("---")[1]
@@ -23,6 +21,7 @@ def test_the_space_settings_name_the_gradio_it_requires():
         assert f"gradio=={settings['sdk_version']}" in f.read().split()
 
 
+@pytest.mark.quick
 def test_the_build_script_names_its_destination():
     run = subprocess.run(["bash", os.path.join(ROOT, "space", "build.sh")], capture_output=True, text=True)
     assert run.returncode == 2 and run.stderr.startswith("usage: bash space/build.sh DEST")
@@ -33,6 +32,8 @@ def listening_addresses(pid):
     return {c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
 
 
+@pytest.mark.server
+@pytest.mark.timeout(1500)  # pip installs torch, torchvision and gradio into the fresh environment
 def test_the_space_starts_from_its_own_requirements_and_answers(tmp_path, mnist_test):
     gradio_client = pytest.importorskip("gradio_client")
     space = tmp_path / "space"

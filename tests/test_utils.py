@@ -10,7 +10,7 @@ import torch.nn as nn
 import torch.optim as optim
 
 import utils
-from conftest import ROOT
+from helpers import ROOT
 import data
 from data import load_mnist
 from fast import DeviceLoader
@@ -32,6 +32,7 @@ def small_loaders():
             torch.utils.data.DataLoader(test_data, batch_size=128))
 
 
+@pytest.mark.quick
 def test_star_import_gives_the_original_names():
     namespace = {}
     exec("from utils import *\nfrom model import *", namespace)
@@ -39,6 +40,7 @@ def test_star_import_gives_the_original_names():
         assert name in namespace, name
 
 
+@pytest.mark.quick
 def test_get_correct_pred_count():
     pred = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert GetCorrectPredCount(pred, torch.tensor([1, 0, 0])) == 2
@@ -73,6 +75,7 @@ def test_train_and_test_on_real_mnist(small_loaders, capsys):
     assert test_accuracy > 30  # chance is 10%
 
 
+@pytest.mark.quick
 def test_test_loss_is_the_mean_per_sample(mnist_test):
     torch.manual_seed(0)
     model = Net().eval()
@@ -125,6 +128,7 @@ def test_confusion_matrix_and_per_class_accuracy(mnist_test):
     matplotlib.pyplot.close(figure)
 
 
+@pytest.mark.quick
 def test_a_non_finite_loss_stops_training_and_names_the_batch(mnist_test):
     torch.manual_seed(0)
     model = Net()
@@ -136,6 +140,7 @@ def test_a_non_finite_loss_stops_training_and_names_the_batch(mnist_test):
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad batch never reached the weights
 
 
+@pytest.mark.quick
 def test_plot_loss_has_the_four_titled_axes():
     figure = plot_loss([1.0, 0.5], [80.0, 90.0], [0.6, 0.4], [85.0, 95.0])
     assert [ax.get_title() for ax in figure.axes] == ["Training Loss", "Training Accuracy", "Test Loss", "Test Accuracy"]
@@ -154,6 +159,7 @@ def test_device_on_this_machine():
 
 @pytest.mark.parametrize("cuda, mps, expected", [(True, True, "cuda"), (True, False, "cuda"),
                                                   (False, True, "mps"), (False, False, "cpu")])
+@pytest.mark.quick
 def test_device_preference(monkeypatch, cuda, mps, expected):
     # only the two availability probes are replaced, to walk the branches this machine lacks
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
@@ -178,6 +184,7 @@ def test_the_floors_are_the_same_in_the_code_and_the_requirement_files():
         assert utils._release(lock[name]) >= utils._release(version), name
 
 
+@pytest.mark.quick
 def test_a_version_below_the_floor_gets_one_sentence():
     utils.check_versions({"torch": "2.6.0+cu124", "torchvision": "0.21.0"})
     with pytest.raises(ImportError, match=r"^This project needs torch 2\.6 or newer \(this Python has 2\.5\.1\+cpu\): "
@@ -187,6 +194,7 @@ def test_a_version_below_the_floor_gets_one_sentence():
         utils.check_versions({"torch": "1.13.0", "torchvision": "0.9.1"})
 
 
+@pytest.mark.quick
 def test_a_missing_package_gets_the_command_that_installs_it():
     with pytest.raises(ModuleNotFoundError, match=r"^no_such_package_s5 is not installed .*`%pip install "
                                                   r"no-such-package`"):
@@ -194,6 +202,7 @@ def test_a_missing_package_gets_the_command_that_installs_it():
     assert utils.require("torchsummary", "torchsummary").summary is utils.summary
 
 
+@pytest.mark.quick
 def test_the_progress_variable_decides_and_a_bad_value_is_named(monkeypatch):
     monkeypatch.setenv("S5_PROGRESS", "live")
     assert utils.live_progress()

@@ -4,6 +4,7 @@ import base64
 import io
 import os
 import shutil
+import socket
 import statistics
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import predict
-from conftest import CHROMIUM, ROOT, STROKES, free_port, user_image
+from helpers import CHROMIUM, ROOT, STROKES, free_port, user_image
 from data import MNIST_MEAN, MNIST_STD
 
 pytest.importorskip("playwright", reason="Playwright is not installed: pip install -r requirements-dev.txt")
@@ -38,14 +39,15 @@ def serve():
                                   cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers.append(server)
         url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             try:
-                with __import__("urllib.request").request.urlopen(url, timeout=5):
+                with socket.create_connection(("127.0.0.1", port), timeout=5):
                     return url
             except OSError:
+                assert server.poll() is None, "the file server stopped"
                 time.sleep(0.2)
-        raise AssertionError(f"the file server on port {port} did not answer within 60 s")
+        raise AssertionError(f"the file server on port {port} did not answer within 90 s")
 
     yield start
     for server in servers:
@@ -77,6 +79,7 @@ def status(page):
     return page.inner_text("#status")
 
 
+@pytest.mark.quick
 def test_the_page_loads_from_its_own_folder_only(browser, serve):
     requests = []
     page = open_page(browser, serve(), requests)

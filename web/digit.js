@@ -4,7 +4,7 @@
 // scripts and tests.
 import { BlankImage, preprocess } from "./preprocess.js";
 
-const RUNTIME = new URL("node_modules/onnxruntime-web/dist/", import.meta.url).href; // npm ci puts it here
+const RUNTIME_FILES = new URL("node_modules/onnxruntime-web/dist/", import.meta.url).href; // npm ci puts it here
 const MODEL = "s5_net.onnx";
 const BRUSH = 20; // pixels on the 280x280 pad: a stroke about as thick, relative to the digit, as MNIST's
 
@@ -26,28 +26,28 @@ async function loadNetwork() {
   }
   let ort;
   try {
-    ort = await import(`${RUNTIME}ort.wasm.min.mjs`);
+    ort = await import(`${RUNTIME_FILES}ort.wasm.min.mjs`);
   } catch {
     throw new Error("ONNX Runtime Web is missing from this folder: run `npm ci` in it, then reload the page.");
   }
   ort.env.wasm.numThreads = 1; // several threads need cross-origin isolation, which a plain file server lacks
-  ort.env.wasm.wasmPaths = RUNTIME;
+  ort.env.wasm.wasmPaths = RUNTIME_FILES;
   const response = await fetch(MODEL);
   if (!response.ok) {
     throw new Error(`The network's file ${MODEL} is missing from this folder (HTTP ${response.status}): write it `
       + "with `python export.py --output web/s5_net.onnx`, then reload the page.");
   }
-  const session = await ort.InferenceSession.create(new Uint8Array(await response.arrayBuffer()),
+  const runtime = await ort.InferenceSession.create(new Uint8Array(await response.arrayBuffer()),
     { executionProviders: ["wasm"] });
-  return { ort, session };
+  return { ort, runtime };
 }
 
 const network = loadNetwork();
 
 async function read(imageData) {
-  const { ort, session } = await network;
+  const { ort, runtime } = await network;
   const { input, picture: grey } = preprocess(imageData);
-  const outputs = await session.run({ image: new ort.Tensor("float32", input, [1, 1, 28, 28]) });
+  const outputs = await runtime.run({ image: new ort.Tensor("float32", input, [1, 1, 28, 28]) });
   const probabilities = Array.from(outputs.log_probabilities.data, Math.exp);
   const digit = probabilities.indexOf(Math.max(...probabilities));
   return { digit, probabilities, picture: Array.from(grey) };

@@ -1,0 +1,78 @@
+"""What the tests share that is not a fixture: where the repository and MNIST are, the browser, free ports,
+digit strokes for the browser tests, and digit images as users hand them in."""
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import zlib
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from data import default_data_dir  # noqa: E402
+
+DATA_DIR = os.path.abspath(default_data_dir())
+CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download fails here
+
+
+STROKES = {  # digits as pointer strokes, in fractions of a drawing pad, for the browser tests
+    "1": [[(0.5, 0.15), (0.5, 0.85)]],
+    "7": [[(0.25, 0.2), (0.75, 0.2)], [(0.75, 0.2), (0.4, 0.85)]],
+    "0": [[(0.5 + 0.22 * np.sin(t), 0.5 - 0.33 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 13)]],
+}
+
+
+def user_image(digit, rng, size, mode):
+    """An MNIST digit re-drawn as a user would hand it in: dark ink on light paper, larger, off-centre."""
+    ink = Image.fromarray(255 - digit.numpy()).resize((size, size), Image.BILINEAR)
+    canvas = Image.new("L", (int(size * 1.8), int(size * 1.5)), 255)
+    canvas.paste(ink, (int(rng.integers(0, canvas.width - size)), int(rng.integers(0, canvas.height - size))))
+    return canvas.convert("RGB") if mode != "L" else canvas
+
+
+def net_with_zero_weights():
+    """A Net whose every weight and bias is zero: it gives each digit a probability of 0.1."""
+    from model import Net
+    net = Net().eval()
+    with torch.no_grad():
+        for parameter in net.parameters():
+            parameter.zero_()
+    return net
+
+
+def png_header_only(path, width, height):
+    """A tiny PNG file that claims a huge size: decoding it would need width x height pixels."""
+    def chunk(kind, payload):
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+
+
+def tracked_files():
+    """The repository's tracked files, or None outside a git checkout."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, text=True)
+    if listed.returncode != 0:
+        return None
+    return [name for name in listed.stdout.split("\0") if name and os.path.isfile(os.path.join(ROOT, name))]
+
+
+def copy_of_repository(dest):
+    """Copies the tracked files into `dest`, as a fresh clone holds them; returns their names (None: no git)."""
+    names = tracked_files()
+    for name in names or []:
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(os.path.join(ROOT, name), dest / name)
+    return names
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
