@@ -112,7 +112,7 @@ def test_the_api_answers_as_predict_py_does(running_app, mnist_test, tmp_path):
             pytest.approx(probabilities[digit], abs=1e-6)
         right += digit == mnist_test.targets[index].item()
     print(f"the app's API read {right}/{len(picks)} user-style digits right")
-    assert right == len(picks)  # the README says 60 of 60
+    assert right == len(picks)  # docs/inside.md says 60 of 60
 
 
 @pytest.mark.server
