@@ -6,6 +6,7 @@ import socket
 import struct
 import subprocess
 import sys
+import time
 import zlib
 
 import numpy as np
@@ -76,3 +77,17 @@ def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for_port(port, process, seconds):
+    """Waits until something listens on 127.0.0.1:port, failing at once with the output of `process` if it stops
+    first, and after `seconds` otherwise: long enough for a busy 2-core machine."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            assert process.poll() is None, process.stdout.read() if process.stdout else "the server stopped"
+            time.sleep(0.3)
+    raise AssertionError(f"nothing listened on port {port} within {seconds} s")

@@ -6,7 +6,6 @@ import io
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -23,7 +22,7 @@ import app  # noqa: E402
 import explain  # noqa: E402
 import pictures  # noqa: E402
 import predict  # noqa: E402
-from helpers import CHROMIUM, ROOT, STROKES, free_port, net_with_zero_weights, user_image  # noqa: E402
+from helpers import CHROMIUM, ROOT, STROKES, free_port, net_with_zero_weights, user_image, wait_for_port  # noqa: E402
 
 SIZE = 280  # the sketchpad's canvas
 
@@ -76,14 +75,7 @@ def running_app():
                                text=True, env={**os.environ, "GRADIO_SERVER_PORT": str(port)})
     url = f"http://127.0.0.1:{port}/"
     first_line = process.stdout.readline()
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-        except OSError:
-            assert process.poll() is None, first_line + process.stdout.read()
-            time.sleep(0.3)
+    wait_for_port(port, process, 120)
     yield url, first_line, process
     process.terminate()
     process.wait(timeout=30)

@@ -137,6 +137,8 @@ def test_committed_notebook_carries_a_full_run_above_99_2():
     notebook = nbformat.read(NOTEBOOK, as_version=4)
     code = [c for c in notebook.cells if c.cell_type == "code"]
     assert "parameters" in code[0].metadata.get("tags", [])
+    # no papermill-injected parameters: a student's Run All must train into my_s5_net.pt, not the shipped weights
+    assert not any("injected-parameters" in c.metadata.get("tags", []) for c in code)
     assert all(c.execution_count for c in code[1:]), "every cell ran"
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     text = outputs_text(notebook)

@@ -2,14 +2,12 @@
 environment from the Space's own requirements.txt alone, started as `python app.py` with GRADIO_SERVER_NAME=0.0.0.0."""
 import os
 import re
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from helpers import ROOT, free_port, user_image
+from helpers import ROOT, free_port, user_image, wait_for_port
 
 @pytest.mark.quick
 def test_the_space_settings_name_the_gradio_it_requires():
@@ -50,14 +48,7 @@ def test_the_space_starts_from_its_own_requirements_and_answers(tmp_path, mnist_
     try:
         first_line = server.stdout.readline()
         assert first_line.strip() == f"S5 digit demo on http://0.0.0.0:{port} (Ctrl+C stops it)", first_line
-        deadline = time.monotonic() + 180  # a busy 2-core machine imports torch and gradio slowly
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert server.poll() is None, first_line + server.stdout.read()
-                time.sleep(0.5)
+        wait_for_port(port, server, 180)  # a busy 2-core machine imports torch and gradio slowly
         assert listening_addresses(server.pid) == {"0.0.0.0"}
         digit = tmp_path / "digit.png"
         user_image(mnist_test.data[0], __import__("numpy").random.default_rng(1), 120, "L").save(digit)  # a 7

@@ -4,7 +4,6 @@ import base64
 import io
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -15,7 +14,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 import predict
-from helpers import CHROMIUM, ROOT, STROKES, free_port, user_image
+from helpers import CHROMIUM, ROOT, STROKES, free_port, user_image, wait_for_port
 from data import MNIST_MEAN, MNIST_STD
 
 pytest.importorskip("playwright", reason="Playwright is not installed: pip install -r requirements-dev.txt")
@@ -38,16 +37,8 @@ def serve():
         server = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
                                   cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         servers.append(server)
-        url = f"http://127.0.0.1:{port}/"
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=5):
-                    return url
-            except OSError:
-                assert server.poll() is None, "the file server stopped"
-                time.sleep(0.2)
-        raise AssertionError(f"the file server on port {port} did not answer within 90 s")
+        wait_for_port(port, server, 90)
+        return f"http://127.0.0.1:{port}/"
 
     yield start
     for server in servers:
