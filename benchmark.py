@@ -10,6 +10,7 @@ drift in the machine's speed hits both. The arithmetic limit is measured in the 
 uses on this device (fast.fast_amp_dtype), never in one the device would have to emulate. Reads MNIST
 from MNIST_DATA_DIR (data.py says where else it looks). The default run takes about 2 minutes on a 2-core CPU."""
 import argparse
+import ast
 import multiprocessing
 import os
 import resource
@@ -18,25 +19,21 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TQDM_DISABLE", "1")  # read by tqdm at import: no progress bars in the timings
-
 import torch
 import torch.nn as nn
 
 from data import load_mnist, train_transforms
-from fast import CudaGraphSteps, DeviceLoader, autocast, grad_scaler, precision_name, prepare_fast, sgd, uses_cuda_graph
+from fast import Training, autocast, fast_path
 from model import Net
 from utils import device, require, train
 
 
 class Steps:
     """The next `count` batches of a loader; the first is fetched before the clock starts,
-    so that starting DataLoader workers is not counted (a real epoch starts them once per 118 steps).
-    A loader's own train_step (fast.CudaGraphSteps) is kept, so that train() runs its steps as it would."""
+    so that starting DataLoader workers is not counted (a real epoch starts them once per 118 steps)."""
 
     def __init__(self, loader, count):
         self.count = count
-        self.train_step = getattr(loader, "train_step", None)
         self.iterator = iter(loader)
         self.first = next(self.iterator)
 
@@ -73,28 +70,37 @@ def median_seconds(work, repeats):
     return statistics.median(seconds_of(work, repeats))
 
 
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOTEBOOK = os.path.join(HERE, "S5.ipynb")
+
+
+def notebook_recipe():
+    """The recipe as S5.ipynb's parameters cell sets it: lr, momentum, step_size, gamma and batch_size."""
+    parameters = require("papermill", "papermill").inspect_notebook(NOTEBOOK)
+    return {name: ast.literal_eval(parameters[name]["default"])
+            for name in ("lr", "momentum", "step_size", "gamma", "batch_size")}
+
+
 def make_pipeline(fast, train_data, batch_size):
-    """(model, loader, optimizer, amp_dtype, scaler, batches) of one pipeline, as S5.ipynb builds them;
-    batches is what train() takes: the loader, or on CUDA the fast path's CudaGraphSteps over it."""
-    model, amp_dtype = Net().to(device), None
+    """One pipeline as S5.ipynb builds it, as a fast.Training (no test loader): the fast path through its
+    door, the seed pipeline as the original's DataLoader and optim.SGD."""
+    recipe = {name: value for name, value in notebook_recipe().items() if name != "batch_size"}
     if fast:
-        model, amp_dtype = prepare_fast(model, device)
-        loader = DeviceLoader(train_data, batch_size, device, train=True)
-    else:
-        loader = torch.utils.data.DataLoader(train_data, batch_size=batch_size, shuffle=True, num_workers=2,
-                                             pin_memory=device.type == "cuda")
-    graphed = fast and uses_cuda_graph(device, amp_dtype)
-    optimizer = sgd(model.parameters(), lr=0.01, momentum=0.9, cuda_graph=graphed)
-    batches = CudaGraphSteps(loader, model, optimizer, nn.CrossEntropyLoss(), amp_dtype) if graphed else loader
-    return model, loader, optimizer, amp_dtype, grad_scaler(device, amp_dtype), batches
+        return fast_path(Net(), train_data, None, device, batch_size, **recipe)
+    model = Net().to(device)
+    loader = torch.utils.data.DataLoader(train_data, batch_size=batch_size, shuffle=True, num_workers=2,
+                                         pin_memory=device.type == "cuda")
+    optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"])
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe["step_size"], gamma=recipe["gamma"])
+    return Training(model, loader, None, optimizer, scheduler, nn.CrossEntropyLoss(), None, None, loader)
 
 
-def images_per_second(pipeline, steps, batch_size):
-    model, loader, optimizer, amp_dtype, scaler, batches = pipeline
-    batches = Steps(batches, steps)
+def images_per_second(run, steps, batch_size):
+    batches = Steps(run.train_batches, steps)
     sync()
     start = time.perf_counter()
-    train(model, device, batches, optimizer, nn.CrossEntropyLoss(), amp_dtype, scaler=scaler)
+    train(run.model, device, batches, run.optimizer, run.criterion, run.amp_dtype, scaler=run.scaler,
+          train_step=run.train_step)
     sync()
     return steps * batch_size / (time.perf_counter() - start)
 
@@ -147,14 +153,13 @@ def conv_times(conv, inputs, amp_dtype, repeats):
             median_seconds(gradient_of([conv.weight, conv.bias]), repeats))
 
 
-def step_breakdown(pipeline, steps, batch_size):
+def step_breakdown(run, steps, batch_size):
     """Median milliseconds of each part of a fast training step, timed one part at a time (eagerly); the
     whole step as a CUDA graph replay, where the fast path uses one; each convolution alone; the FLOPs of
     a step and the matmul peak, all in the fast path's precision."""
-    model, loader, optimizer, amp_dtype, scaler, batches = pipeline
-    criterion = nn.CrossEntropyLoss()
+    model, optimizer, amp_dtype, scaler, criterion = run.model, run.optimizer, run.amp_dtype, run.scaler, run.criterion
     parts = {"augmentation": [], "forward": [], "backward": [], "optimizer": []}
-    iterator = iter(loader)
+    iterator = iter(run.train_loader)
     model.train()
     for i in range(steps + 1):
         marks = [time.perf_counter()]
@@ -177,15 +182,15 @@ def step_breakdown(pipeline, steps, batch_size):
             for name, begin, end in zip(parts, marks, marks[1:]):
                 parts[name].append(1000 * (end - begin))
     graph_ms = None
-    if batches is not loader:
-        indices = next(iter(batches))
-        graph_ms = 1000 * median_seconds(lambda: batches.train_step(indices), steps)
+    if run.train_step:
+        indices = next(iter(run.train_batches))
+        graph_ms = 1000 * median_seconds(lambda: run.train_step(indices), steps)
     layers = layers_of(model, data)
     forward = sum(flops for *_, flops in layers)
     backward = 2 * forward - layers[0][3]  # twice the forward, less conv1's input gradient, which nobody needs
     convs = [(name, tuple(x.shape[1:]), flops, *conv_times(m, x, amp_dtype, steps))
              for name, m, x, flops in layers if isinstance(m, nn.Conv2d)]
-    return {"precision": precision_name(amp_dtype), "peak": matmul_peak(amp_dtype), "forward": forward,
+    return {"precision": run.precision, "peak": matmul_peak(amp_dtype), "forward": forward,
             "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()}, "convs": convs,
             "graph": graph_ms}
 
@@ -283,31 +288,29 @@ def run_throughput(args):
 
 
 def run_full(args):
-    papermill = require("papermill", "papermill")  # only the full run needs Jupyter
-    from checkpoint import load_checkpoint
+    papermill = require("papermill", "papermill")
+    from checkpoint import read_run
 
-    here = os.path.dirname(os.path.abspath(__file__))
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "weights.pt")
         start = time.perf_counter()
         papermill.execute_notebook(
-            os.path.join(here, "S5.ipynb"), os.path.join(tmp, "out.ipynb"), cwd=here, progress_bar=False,
+            NOTEBOOK, os.path.join(tmp, "out.ipynb"), cwd=HERE, progress_bar=False,
             parameters={"fast": args.pipeline == "fast", "epochs": args.epochs, "seed": args.seed,
                         "weights_path": weights, "batch_size": args.batch_size, "subset": args.subset})
         wall = time.perf_counter() - start
-        state = load_checkpoint(weights)
+        state = read_run(weights)
     # the notebook's kernel is a child process that has ended: its peak RSS is counted here (KiB on Linux)
     rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
-    epoch_times = state["history"].get("epoch_seconds", [])
+    epoch_times = state["history"]["epoch_seconds"]
     reached = [(epoch, sum(epoch_times[:epoch])) for epoch, accuracy in enumerate(state["history"]["test_acc"], 1)
                if accuracy >= 99.0]
     first_99 = (f"; first at 99.0% or more after epoch {reached[0][0]}, {reached[0][1]:.2f} s into the loop (test "
-                "passes included)" if reached and epoch_times else "; never at 99.0%")
-    per_epoch = (f", {statistics.median(epoch_times):.2f} s per epoch (median; the first {epoch_times[0]:.2f} s)"
-                 if epoch_times else "")
-    how = f"{state.get('precision', 'fp32')}" + (", one CUDA graph per step" if state.get("cuda_graph") else "")
+                "passes included)" if reached else "; never at 99.0%")
+    per_epoch = f", {statistics.median(epoch_times):.2f} s per epoch (median; the first {epoch_times[0]:.2f} s)"
+    how = state["precision"] + (", one CUDA graph per step" if state["cuda_graph"] else "")
     print(f"full {args.pipeline} run on {device} ({how}): {args.epochs} epochs, seed {args.seed}: wall {wall:.1f} s "
-          f"(notebook start to end), training loop {state.get('train_seconds', float('nan')):.1f} s{per_epoch}, "
+          f"(notebook start to end), training loop {state['train_seconds']:.1f} s{per_epoch}, "
           f"final test accuracy {state['history']['test_acc'][-1]:.2f}%{first_99}, peak RSS {rss_gib:.2f} GiB")
 
 
@@ -320,8 +323,11 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the full run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds")
     parser.add_argument("--steps", type=int, default=6, help="training steps per round")
-    parser.add_argument("--batch-size", type=int, default=512)
+    parser.add_argument("--batch-size", type=int, default=None, help="default: S5.ipynb's batch_size")
     args = parser.parse_args(argv)
+    args.batch_size = args.batch_size or notebook_recipe()["batch_size"]
+    # no progress bars in the timings; tqdm reads this at import, in the processes that train
+    os.environ.setdefault("TQDM_DISABLE", "1")
     if args.rounds < 1 or args.steps < 2:
         parser.error("--rounds must be at least 1 and --steps at least 2")
     if args.full:

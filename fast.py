@@ -1,6 +1,11 @@
 """The fast path: the same recipe as the original, with the data on the training device, the augmentation
 done there on whole batches, and the training precision each device runs best.
 
+    fast_path              the one door: a model, the data sets and the recipe in, a Training out (below)
+    Training               what utils.train and utils.test need: the model ready, loaders, optimizer, ...
+
+fast_path puts together these parts, each tested on its own:
+
     DeviceLoader           yields (data, target) batches like a DataLoader, from uint8 images on the device
     augment                the original's train augmentation, batched
     fast_amp_dtype         the autocast dtype for a device (S5_PRECISION=bf16|fp16|fp32 overrides it)
@@ -8,11 +13,13 @@ done there on whole batches, and the training precision each device runs best.
     grad_scaler            the gradient scaler that float16 needs (a disabled one otherwise)
     CudaGraphSteps         on CUDA, each training step as one replay of a captured CUDA graph (with sgd)"""
 import ctypes
+import dataclasses
 import math
 import os
 import sys
 
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 
 from data import MNIST_MEAN, MNIST_STD
@@ -202,8 +209,8 @@ class CudaGraphSteps:
     replay draws fresh angles and crops), forward and loss under autocast, backward and the SGD step,
     whose learning rate must be a device tensor (`sgd(..., cuda_graph=True)`).
 
-    Iterate it for the epoch's index batches; utils.train hands each to train_step, which returns
-    (loss, prediction, target). The first `warmup` steps run eagerly on real batches (CUDA graphs need
+    Iterate it for the epoch's index batches; utils.train hands each to train_step (its train_step argument),
+    which returns (loss, prediction, target). The first `warmup` steps run eagerly on real batches (CUDA graphs need
     the lazy set-up, momentum buffers included, done before capture), and so does the epoch's last,
     smaller batch."""
 
@@ -251,3 +258,51 @@ class CudaGraphSteps:
                 self.data, self.outputs = self._step(self.indices)
         self.graph.replay()
         return self.outputs
+
+
+@dataclasses.dataclass
+class Training:
+    """Everything a training run hands to utils.train and utils.test, epoch after epoch:
+
+        for epoch in range(1, epochs + 1):
+            train(t.model, device, t.train_batches, t.optimizer, t.criterion, t.amp_dtype, epoch, t.scaler,
+                  t.train_step)
+            test(t.model, device, t.test_loader, t.criterion, amp_dtype=t.amp_dtype)
+            t.scheduler.step()
+
+    train_step is None, or what runs each whole step (a CUDA graph replay): train_batches then yields what
+    it takes, the indices of each batch. precision names amp_dtype: 'bf16', 'fp16' or 'fp32'."""
+    model: nn.Module
+    train_loader: object
+    test_loader: object
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    criterion: nn.Module
+    amp_dtype: object
+    scaler: object
+    train_batches: object
+    train_step: object = None
+
+    @property
+    def precision(self):
+        return precision_name(self.amp_dtype)
+
+
+def fast_path(model, train_data, test_data, device, batch_size, lr, momentum, step_size, gamma, precision=None):
+    """The fast path's one door: the original's recipe (SGD with lr and momentum, StepLR every step_size epochs
+    by gamma, cross-entropy, batches of batch_size) on `device`, with the model in channels_last and the
+    device's precision (prepare_fast), the data sets held on the device (DeviceLoader, the train set
+    augmented there), and on CUDA each step one CUDA graph replay. Returns a Training.
+
+    train_data, test_data: torchvision MNIST sets or Subsets of them; test_data may be None (no test_loader).
+    precision: 'bf16', 'fp16', 'fp32' or 'auto'; None reads S5_PRECISION (fast_amp_dtype)."""
+    model, amp_dtype = prepare_fast(model.to(device), device, precision)
+    train_loader = DeviceLoader(train_data, batch_size, device, train=True)
+    test_loader = DeviceLoader(test_data, batch_size, device) if test_data is not None else None
+    graphed = uses_cuda_graph(device, amp_dtype)
+    optimizer = sgd(model.parameters(), lr=lr, momentum=momentum, cuda_graph=graphed)
+    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+    criterion = nn.CrossEntropyLoss()
+    steps = CudaGraphSteps(train_loader, model, optimizer, criterion, amp_dtype) if graphed else None
+    return Training(model, train_loader, test_loader, optimizer, scheduler, criterion, amp_dtype,
+                    grad_scaler(device, amp_dtype), steps or train_loader, steps.train_step if steps else None)

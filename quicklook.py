@@ -9,7 +9,7 @@ import argparse
 import os
 import sys
 
-from checkpoint import load_checkpoint
+from checkpoint import read_run
 from utils import require
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -47,7 +47,7 @@ def main(argv=None):
     if error:
         print(f"quicklook.py: {error}", file=sys.stderr)
         return 1
-    state = load_checkpoint(os.path.join(HERE, WEIGHTS))
+    state = read_run(os.path.join(HERE, WEIGHTS))
     print(closing_line(state))
     return 0 if state["test_accuracy"] >= EXPECTED_ACCURACY else 1
 

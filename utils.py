@@ -117,19 +117,20 @@ def _check_finite(losses, first, last, epoch):
             "rate, or check that the inputs are normalized and contain no NaN.")
 
 
-def train(model, device, train_loader, optimizer, criterion, amp_dtype=None, epoch=None, scaler=None):
+def train(model, device, train_loader, optimizer, criterion, amp_dtype=None, epoch=None, scaler=None, train_step=None):
     """One epoch of training; returns (accuracy in %, mean loss per batch).
 
     amp_dtype: run forward and loss under autocast in that dtype (fast.fast_amp_dtype picks it).
     scaler: a torch.amp.GradScaler, which float16 needs (fast.grad_scaler).
-    train_loader: (data, target) batches; or a fast.CudaGraphSteps, whose train_step runs each whole step.
+    train_step: None, or a function that runs one whole step (forward, loss, backward, optimizer step) on each
+    item of train_loader and returns (loss, prediction, target); train then only keeps the score. The fast
+    path's CUDA graph is one (fast.Training.train_step), its train_loader yielding the batches' indices.
     A loss that is not finite stops training, naming the epoch and the batch. The loop reads values
     back from the device only when it shows them: on the CPU that is free, so it looks at every
     batch and a bad one never reaches the weights; on a GPU it looks when the bar refreshes and at
     the end of the epoch, so that the GPU never waits for the host."""
     model.train()
     device = torch.device(device)
-    graph_step = getattr(train_loader, "train_step", None)
     live = live_progress()
     pbar = tqdm(train_loader, delay=0 if live else math.inf)  # not live: printed once, below
     print_at_end = not live and not pbar.disable  # the bar disables itself when it closes
@@ -137,8 +138,8 @@ def train(model, device, train_loader, optimizer, criterion, amp_dtype=None, epo
     correct = torch.zeros((), dtype=torch.int64, device=device)
     processed, checked, shown_at = 0, 0, time.monotonic()
     for batch_idx, batch in enumerate(pbar):
-        if graph_step:
-            loss, pred, target = graph_step(batch)  # forward, backward and the optimizer's step
+        if train_step:
+            loss, pred, target = train_step(batch)
         else:
             data, target = (t.to(device, non_blocking=True) for t in batch)
             optimizer.zero_grad(set_to_none=True)
@@ -154,7 +155,7 @@ def train(model, device, train_loader, optimizer, criterion, amp_dtype=None, epo
             checked, shown_at = batch_idx + 1, time.monotonic()
             pbar.set_description(f"Train: Loss={losses[batch_idx].item():0.4f} Batch_id={batch_idx} "
                                  f"Accuracy={100 * correct.item() / processed:0.2f}", refresh=False)
-        if graph_step:
+        if train_step:
             continue
         if scaler is not None:
             scaler.scale(loss).backward()

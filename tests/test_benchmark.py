@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from helpers import ROOT
+from benchmark import notebook_recipe
 from fast import choose_amp_dtype, cpu_has_native_bf16, precision_name
 
 # the precision this machine's fast path uses: the benchmark must measure in it, never in one it emulates
@@ -58,3 +59,8 @@ def test_too_few_rounds_or_steps_are_refused_in_one_sentence():
                              timeout=300)
         assert run.returncode == 2
         assert run.stderr.splitlines()[-1].endswith("error: --rounds must be at least 1 and --steps at least 2")
+
+
+@pytest.mark.quick
+def test_the_benchmark_takes_the_original_recipe_from_the_notebook():
+    assert notebook_recipe() == {"lr": 0.01, "momentum": 0.9, "step_size": 15, "gamma": 0.1, "batch_size": 512}

@@ -11,8 +11,8 @@ import torch.nn as nn
 import torch.optim as optim
 
 from helpers import ROOT
-from checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fast import DeviceLoader, grad_scaler, prepare_fast
+from checkpoint import CheckpointError, load_checkpoint, read_run, save_checkpoint, save_run
+from fast import fast_path, grad_scaler
 from model import Net
 from utils import train
 
@@ -38,58 +38,56 @@ class ListsTheFolderAndFails:
         raise pickle.PicklingError("this value cannot be saved")
 
 
-def make_run(seed=0):
+def make_run(train_data, seed=0):
+    """The fast path on the CPU in batches of 64, its learning rate divided by 10 every 2 epochs."""
     torch.manual_seed(seed)
-    model, amp_dtype = prepare_fast(Net(), "cpu")
-    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=2, gamma=0.1)
-    return model, optimizer, scheduler, amp_dtype
+    return fast_path(Net(), train_data, None, "cpu", 64, lr=0.01, momentum=0.9, step_size=2, gamma=0.1)
 
 
-def run_epochs(model, optimizer, scheduler, amp_dtype, loader, epochs, history):
+def run_epochs(run, epochs, history):
     for epoch in epochs:
-        accuracy, loss = train(model, "cpu", loader, optimizer, nn.CrossEntropyLoss(), amp_dtype, epoch)
+        accuracy, loss = train(run.model, "cpu", run.train_batches, run.optimizer, run.criterion, run.amp_dtype, epoch,
+                               run.scaler, run.train_step)
         history["train_acc"].append(accuracy)
         history["train_losses"].append(loss)
-        scheduler.step()
+        run.scheduler.step()
 
 
 def test_resumed_run_ends_with_the_same_weights(mnist_train, tmp_path):
     """The fast path on a small subset: 3 epochs straight, against 2 epochs, a checkpoint, and 1 more."""
-    loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(224)), 64, "cpu", train=True)  # 64, 64, 64, 32
-    model, optimizer, scheduler, amp_dtype = make_run()
-    straight = {"train_acc": [], "train_losses": []}
-    run_epochs(model, optimizer, scheduler, amp_dtype, loader, [1, 2, 3], straight)
+    data = torch.utils.data.Subset(mnist_train, range(224))  # batches of 64, 64, 64, 32
+    straight_run, straight = make_run(data), {"train_acc": [], "train_losses": []}
+    run_epochs(straight_run, [1, 2, 3], straight)
 
-    first, optimizer1, scheduler1, _ = make_run()
-    history = {"train_acc": [], "train_losses": []}
-    run_epochs(first, optimizer1, scheduler1, amp_dtype, loader, [1, 2], history)
+    first, history = make_run(data), {"train_acc": [], "train_losses": []}
+    run_epochs(first, [1, 2], history)
     path = tmp_path / "run.pt"
-    save_checkpoint(path, first, optimizer1, scheduler1, epoch=2, history=history)
+    save_checkpoint(path, first.model, first.optimizer, first.scheduler, epoch=2, history=history)
     torch.manual_seed(123)  # whatever happens in between must not matter
 
-    resumed, optimizer2, scheduler2, _ = make_run(seed=99)
-    state = load_checkpoint(path, resumed, optimizer2, scheduler2, restore_rng=True)
-    assert state["epoch"] == 2 and scheduler2.last_epoch == 2
-    run_epochs(resumed, optimizer2, scheduler2, amp_dtype, loader, [3], state["history"])
+    resumed = make_run(data, seed=99)
+    state = load_checkpoint(path, resumed.model, resumed.optimizer, resumed.scheduler, restore_rng=True)
+    assert state["epoch"] == 2 and resumed.scheduler.last_epoch == 2
+    run_epochs(resumed, [3], state["history"])
 
     assert state["history"] == straight
-    expected = model.state_dict()
-    for name, tensor in resumed.state_dict().items():
+    expected = straight_run.model.state_dict()
+    for name, tensor in resumed.model.state_dict().items():
         assert torch.equal(tensor, expected[name]), name
-    for a, b in zip(optimizer.state_dict()["state"].values(), optimizer2.state_dict()["state"].values()):
+    for a, b in zip(straight_run.optimizer.state_dict()["state"].values(),
+                    resumed.optimizer.state_dict()["state"].values()):
         assert torch.equal(a["momentum_buffer"], b["momentum_buffer"])
 
 
 def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path):
-    model, optimizer, _, _ = make_run()
+    model = Net()
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     path = tmp_path / "run.pt"
     save_checkpoint(path, model, optimizer, epoch=1)
     before = path.read_bytes()
-    model2, optimizer2, _, _ = make_run(seed=1)
     broken = ListsTheFolderAndFails(tmp_path)
     with pytest.raises(pickle.PicklingError):  # torch.save fails halfway through writing
-        save_checkpoint(path, model2, optimizer2, epoch=2, history={"broken": broken})
+        save_checkpoint(path, Net(), optimizer, epoch=2, history={"broken": broken})
     # the new file was being written beside the old one (a rename within one file system is atomic), under a
     # name that says whose it is, should a killed save leave it behind
     assert len(broken.seen) == 2 and broken.seen[0] == "run.pt", broken.seen
@@ -233,22 +231,13 @@ def test_damaged_or_foreign_checkpoints_get_clear_errors(tmp_path):
     assert message_of(tmp_path / "list.pt") == f"{tmp_path / 'list.pt'} holds a list, not a checkpoint dict or a state dict"
     assert message_of(tmp_path / "missing.pt") == \
         f"No checkpoint at {tmp_path / 'missing.pt'}: check the path, or train one with S5.ipynb"
-    model, optimizer, scheduler, _ = make_run()
+    model = Net()
+    optimizer = optim.SGD(model.parameters(), lr=0.01)
+    scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=15)
     for name, objects in (("optimizer", (optimizer,)), ("scheduler", (None, scheduler))):
         assert message_of(path, model, *objects) == (
             f"{path} holds no {name} state, so training cannot resume from it; load it without the {name}, "
             "or save checkpoints with save_checkpoint")
-
-
-@pytest.mark.quick
-def test_the_same_seed_gives_the_same_fast_run(mnist_train):
-    loader = DeviceLoader(torch.utils.data.Subset(mnist_train, range(256)), 64, "cpu", train=True)
-    weights = []
-    for _ in range(2):
-        model, optimizer, scheduler, amp_dtype = make_run(seed=7)
-        run_epochs(model, optimizer, scheduler, amp_dtype, loader, [1], {"train_acc": [], "train_losses": []})
-        weights.append(model.state_dict())
-    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
 def test_the_fp16_loss_scale_is_kept_for_a_resume(tmp_path):
@@ -278,3 +267,26 @@ def test_a_save_replaces_the_file_by_renaming_never_by_writing_into_it(tmp_path)
     save_checkpoint(path, model, epoch=2)
     assert alias.read_bytes() == old and load_checkpoint(path)["epoch"] == 2
     assert os.stat(path).st_ino != os.stat(alias).st_ino
+
+
+@pytest.mark.quick
+def test_the_record_of_a_run_is_written_and_read_by_one_module(tmp_path):
+    model = Net()
+    history = {"train_losses": [1.0, 0.5], "train_acc": [80.0, 90.0], "test_losses": [0.4, 0.2],
+               "test_acc": [91.0, 95.5], "epoch_seconds": [3.0, 2.0]}
+    save_run(tmp_path / "run.pt", model, history, seed=3, fast=True, precision="bf16", cuda_graph=False,
+             train_seconds=5.5)
+    state = read_run(tmp_path / "run.pt")
+    assert {key: state[key] for key in ("epoch", "history", "test_accuracy", "seed", "fast", "precision",
+                                         "cuda_graph", "train_seconds")} == {
+        "epoch": 2, "history": history, "test_accuracy": 95.5, "seed": 3, "fast": True, "precision": "bf16",
+        "cuda_graph": False, "train_seconds": 5.5}
+    weights = Net()
+    load_checkpoint(tmp_path / "run.pt", weights)  # as predict.py and the demo read it
+    assert all(torch.equal(a, b) for a, b in zip(weights.state_dict().values(), model.state_dict().values()))
+    save_checkpoint(tmp_path / "weights.pt", model, epoch=2)
+    with pytest.raises(CheckpointError) as error:
+        read_run(tmp_path / "weights.pt")
+    assert str(error.value) == (f"{tmp_path / 'weights.pt'} is not the record of an S5.ipynb run (it has no history, "
+                                "test_accuracy, seed, fast, precision, cuda_graph, train_seconds): read it with "
+                                "load_checkpoint, or run the notebook to make one")

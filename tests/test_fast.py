@@ -10,11 +10,11 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD
-from fast import (CudaGraphSteps, DeviceLoader, PRECISIONS, augment, choose_amp_dtype, cpu_has_native_bf16,
-                  draw_augmentation, fast_amp_dtype, grad_scaler, keep_freed_memory, prepare_fast, sgd,
-                  uses_cuda_graph)
+from fast import (DeviceLoader, PRECISIONS, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation,
+                  fast_amp_dtype, fast_path, grad_scaler, keep_freed_memory, prepare_fast, sgd, uses_cuda_graph)
 from model import Net
 import utils
+from utils import test as evaluate  # pytest would collect a function named test
 from utils import train
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -266,29 +266,73 @@ def test_fast_sgd_is_the_recipes_sgd_and_its_graph_form_keeps_the_learning_rate_
             torch.testing.assert_close(p, q)
 
 
-def graphed_pipeline(data, batch_size, seed=0):
+def one_epoch(run, device, epoch=1):
+    """One epoch as the notebook runs it, from what the door gave."""
+    return train(run.model, device, run.train_batches, run.optimizer, run.criterion, run.amp_dtype, epoch, run.scaler,
+                 run.train_step)
+
+
+@pytest.mark.quick
+def test_the_door_gives_the_training_loop_everything_with_the_recipe_it_was_given(mnist_train, mnist_test):
+    torch.manual_seed(0)
+    run = fast_path(Net(), torch.utils.data.Subset(mnist_train, range(256)), torch.utils.data.Subset(mnist_test,
+                    range(100)), "cpu", 64, lr=0.02, momentum=0.8, step_size=3, gamma=0.5, precision="fp32")
+    assert run.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert run.amp_dtype is None and run.precision == "fp32" and not run.scaler.is_enabled()
+    assert run.train_step is None and run.train_batches is run.train_loader  # no CUDA graph on a CPU
+    assert run.train_loader.train and len(run.train_loader) == 4 and run.train_loader.images.shape[0] == 256
+    assert not run.test_loader.train and len(run.test_loader) == 2
+    group = run.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"]) == (0.02, 0.8)
+    assert group["params"] == list(run.model.parameters())
+    assert (run.scheduler.step_size, run.scheduler.gamma) == (3, 0.5)
+    assert isinstance(run.criterion, nn.CrossEntropyLoss)
+    before = run.model.conv1.weight.detach().clone()
+    accuracy, loss = one_epoch(run, "cpu")
+    assert not torch.equal(before, run.model.conv1.weight) and 0 < accuracy <= 100 and loss > 0
+    evaluate(run.model, "cpu", run.test_loader, run.criterion, amp_dtype=run.amp_dtype)
+    for _ in range(3):
+        run.scheduler.step()
+    assert group["lr"] == pytest.approx(0.01)
+    bf16 = fast_path(Net(), torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64, lr=0.01, momentum=0.9,
+                     step_size=15, gamma=0.1, precision="bf16")
+    assert bf16.amp_dtype == torch.bfloat16 and bf16.precision == "bf16" and bf16.test_loader is None
+
+
+@pytest.mark.quick
+def test_the_same_seed_gives_the_same_fast_run(mnist_train):
+    weights = []
+    for _ in range(2):
+        torch.manual_seed(7)
+        run = fast_path(Net(), torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 64, lr=0.01,
+                        momentum=0.9, step_size=15, gamma=0.1)
+        one_epoch(run, "cpu")
+        weights.append(run.model.state_dict())
+    assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
+
+
+def graphed_run(data, batch_size, seed=0):
     torch.manual_seed(seed)
-    model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
-    optimizer = sgd(model.parameters(), lr=0.01, momentum=0.9, cuda_graph=True)
-    loader = DeviceLoader(data, batch_size, "cuda", train=True)
-    return model, amp_dtype, optimizer, CudaGraphSteps(loader, model, optimizer, nn.CrossEntropyLoss(), amp_dtype)
+    run = fast_path(Net(), data, None, "cuda", batch_size, lr=0.01, momentum=0.9, step_size=1, gamma=0.0)
+    assert run.train_step is not None and run.train_batches is not run.train_loader
+    return run
 
 
 @needs_cuda
 def test_a_cuda_graph_replay_draws_fresh_augmentation_and_follows_the_learning_rate(mnist_train):
-    model, amp_dtype, optimizer, steps = graphed_pipeline(torch.utils.data.Subset(mnist_train, range(2048 + 100)), 256)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.0)  # as the notebook: before training
-    train(model, "cuda", steps, optimizer, nn.CrossEntropyLoss(), amp_dtype, 1)  # warm-up, capture, replays
+    run = graphed_run(torch.utils.data.Subset(mnist_train, range(2048 + 100)), 256)  # StepLR: lr 0 after an epoch
+    one_epoch(run, "cuda")  # warm-up, capture, replays
+    steps, model = run.train_batches, run.model
     assert steps.graph is not None
     indices = next(iter(steps))
-    steps.train_step(indices)
+    run.train_step(indices)
     first, weights = steps.data.clone(), model.conv1.weight.detach().clone()
-    steps.train_step(indices)
+    run.train_step(indices)
     assert not torch.equal(first, steps.data)  # the same images, new angles and crops
     assert not torch.equal(weights, model.conv1.weight)  # and the replay took a step
-    scheduler.step()  # learning rate 0: StepLR fills the tensor the graph reads
+    run.scheduler.step()  # learning rate 0: StepLR fills the tensor the graph reads
     weights = model.conv1.weight.detach().clone()
-    steps.train_step(indices)
+    run.train_step(indices)
     assert torch.equal(weights, model.conv1.weight)
 
 
@@ -311,12 +355,13 @@ def test_augmentation_draws_inside_a_cuda_graph_cover_the_recipe_at_every_replay
 
 @needs_cuda
 def test_a_cuda_graph_replay_is_the_recipes_sgd_step_on_the_batch_it_augmented(mnist_train):
-    model, amp_dtype, optimizer, steps = graphed_pipeline(torch.utils.data.Subset(mnist_train, range(2048 + 96)), 512)
+    run = graphed_run(torch.utils.data.Subset(mnist_train, range(2048 + 96)), 512)
+    model, amp_dtype, optimizer, steps = run.model, run.amp_dtype, run.optimizer, run.train_batches
     assert len(steps) == 5  # the last batch, of 96, runs eagerly
-    train(model, "cuda", steps, optimizer, nn.CrossEntropyLoss(), amp_dtype, 1)
+    one_epoch(run, "cuda")
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
-    steps.train_step(next(iter(steps)))
+    run.train_step(next(iter(steps)))
     reference = prepare_fast(Net().to("cuda"), "cuda")[0]
     reference.load_state_dict(before)
     plain = optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
@@ -333,7 +378,7 @@ def test_a_cuda_graph_replay_is_the_recipes_sgd_step_on_the_batch_it_augmented(m
 
 @needs_cuda
 def test_a_non_finite_loss_in_a_cuda_graph_names_the_batch(mnist_train):
-    model, amp_dtype, optimizer, steps = graphed_pipeline(torch.utils.data.Subset(mnist_train, range(8192)), 256)
-    optimizer.param_groups[0]["lr"].fill_(1e6)  # diverges within a few steps
+    run = graphed_run(torch.utils.data.Subset(mnist_train, range(8192)), 256)
+    run.optimizer.param_groups[0]["lr"].fill_(1e6)  # diverges within a few steps
     with pytest.raises(FloatingPointError, match=r"at epoch 3, batch \d+"):
-        train(model, "cuda", steps, optimizer, nn.CrossEntropyLoss(), amp_dtype, 3)
+        one_epoch(run, "cuda", epoch=3)

@@ -8,7 +8,7 @@ import nbformat
 import papermill
 import pytest
 
-from checkpoint import load_checkpoint
+from checkpoint import read_run
 from helpers import DATA_DIR, ROOT, copy_of_repository
 
 NOTEBOOK = os.path.join(ROOT, "S5.ipynb")
@@ -99,7 +99,7 @@ def test_the_readme_quick_look_learns_and_changes_no_tracked_file(tmp_path):
     assert {name: digest(copy / name) for name in before} == before  # s5_net.pt and S5.ipynb untouched
     executed = nbformat.read(str(copy / "S5.out.ipynb"), as_version=4)
     epochs, accuracy = check_executed(executed, fast=True, epochs=1)
-    state = load_checkpoint(copy / "my_s5_net.pt")
+    state = read_run(copy / "my_s5_net.pt")
     assert epochs == "1" and state["epoch"] == 1 and f"{state['test_accuracy']:.2f}" == match.group(2) == accuracy
     assert len(state["history"]["test_acc"]) == 1
 
@@ -128,7 +128,7 @@ def test_the_fast_path_notebook_runs_headless(tmp_path):
                                parameters={"epochs": 2, "subset": 1024, "fast": True, "weights_path": str(weights)})
     executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
     epochs, accuracy = check_executed(executed, fast=True, epochs=2)
-    state = load_checkpoint(weights)
+    state = read_run(weights)
     assert epochs == "2" and state["epoch"] == 2 and f"{state['test_accuracy']:.2f}" == accuracy
     assert len(state["history"]["test_acc"]) == 2 and len(state["history"]["epoch_seconds"]) == 2
 

@@ -15,9 +15,33 @@ import data
 from data import load_mnist
 from fast import DeviceLoader
 from model import Net
-from utils import (GetCorrectPredCount, get_confusion_matrix, get_device, per_class_accuracy, plot_confusion_matrix,
-                   plot_incorrect, plot_loss, train)
+from utils import (GetCorrectPredCount, get_confusion_matrix, get_device, get_summary, per_class_accuracy,
+                   plot_confusion_matrix, plot_incorrect, plot_loss, train)
 from utils import test as evaluate  # pytest would collect a function named test
+
+# The original notebook's torchsummary table, row for row, as its published outputs show it.
+SEED_TABLE = """\
+----------------------------------------------------------------
+        Layer (type)               Output Shape         Param #
+================================================================
+            Conv2d-1           [-1, 32, 26, 26]             320
+            Conv2d-2           [-1, 64, 24, 24]          18,496
+            Conv2d-3          [-1, 128, 10, 10]          73,856
+            Conv2d-4            [-1, 256, 8, 8]         295,168
+            Linear-5                   [-1, 50]         204,850
+            Linear-6                   [-1, 10]             510
+================================================================
+Total params: 593,200
+Trainable params: 593,200
+Non-trainable params: 0
+----------------------------------------------------------------
+Input size (MB): 0.00
+Forward/backward pass size (MB): 0.67
+Params size (MB): 2.26
+Estimated Total Size (MB): 2.94
+----------------------------------------------------------------
+"""
+
 
 TEST_LINE = re.compile(r"^Test set: Average loss: \d+\.\d{4}, Accuracy: (\d+)/(\d+) \((\d+\.\d{2})%\)$", re.M)
 BAR = re.compile(r"Train: Loss=\d+\.\d{4} Batch_id=(\d+) Accuracy=\d+\.\d{2}")
@@ -38,6 +62,14 @@ def test_star_import_gives_the_original_names():
     exec("from utils import *\nfrom model import *", namespace)
     for name in ("device", "train", "test", "plot_loss", "get_summary", "GetCorrectPredCount", "plt", "Net", "nn"):
         assert name in namespace, name
+
+
+@pytest.mark.parametrize("make", [lambda: Net, lambda: Net(), lambda: Net().to(memory_format=torch.channels_last)],
+                         ids=["class", "instance", "channels_last instance"])
+@pytest.mark.quick
+def test_summary_prints_the_seed_table(make, capsys):
+    assert get_summary(make()) == 593200
+    assert capsys.readouterr().out == SEED_TABLE
 
 
 @pytest.mark.quick
@@ -138,6 +170,34 @@ def test_a_non_finite_loss_stops_training_and_names_the_batch(mnist_test):
     with pytest.raises(FloatingPointError, match="nan at epoch 7, batch 2"):
         train(model, "cpu", batches, optimizer, nn.CrossEntropyLoss(), epoch=7)
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad batch never reached the weights
+
+
+@pytest.mark.quick
+def test_a_given_train_step_runs_every_step_and_train_only_keeps_the_score(mnist_test):
+    """The contract the fast path's CUDA graph relies on, checked with a step that scores without learning."""
+    torch.manual_seed(0)
+    model = Net()
+    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(200)), 64, "cpu"))  # 64, 64, 64, 8
+    taken = []
+
+    def step(batch):
+        taken.append(batch)
+        data, target = batch
+        with torch.no_grad():
+            prediction = model(data)
+        return nn.functional.nll_loss(prediction, target), prediction, target
+
+    before = [p.detach().clone() for p in model.parameters()]
+    accuracy, loss = train(model, "cpu", batches, optim.SGD(model.parameters(), lr=1.0), nn.CrossEntropyLoss(),
+                           train_step=step)
+    assert len(taken) == 4 and all(a is b for a, b in zip(taken, batches))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # train took no step of its own
+    with torch.no_grad():
+        predictions = [model(data) for data, _ in batches]
+    correct = sum(GetCorrectPredCount(p, target) for p, (_, target) in zip(predictions, batches))
+    assert accuracy == pytest.approx(100 * correct / 200)
+    assert loss == pytest.approx(sum(nn.functional.nll_loss(p, target).item()
+                                     for p, (_, target) in zip(predictions, batches)) / 4)
 
 
 @pytest.mark.quick
