@@ -25,8 +25,7 @@ from PIL import Image, ImageDraw
 
 import explain
 import pictures
-from checkpoint import CheckpointError
-from predict import DEFAULT_WEIGHTS, ImageError, load_model, preprocess, read_digit
+from predict import ImageError, parse_with_model, preprocess, read_digit
 
 # The sketchpad starts in its image tool, and goes back to it when cleared, and ignores strokes until
 # the brush is picked; picking it on load and after each clear makes the first stroke draw.
@@ -154,9 +153,8 @@ def receptive_field_of(state, index, fields, layer, xy):
 
 # The page layout and the launch are tested in a browser and in a server process, which mutation testing
 # cannot follow; it mutates the handlers above.
-def build(checkpoint=DEFAULT_WEIGHTS):  # pragma: no mutate block
-    """The Blocks app; raises CheckpointError for weights that cannot be read."""
-    model = load_model(checkpoint)
+def build(model):  # pragma: no mutate block
+    """The Blocks app around `model` (predict.load_model gives the shipped one)."""
 
     with gr.Blocks(title="S5 MNIST: draw a digit", analytics_enabled=False) as demo:
         gr.Markdown("# Draw a digit\nThe network reads each stroke as MNIST digits were made: cropped to the ink, "
@@ -225,13 +223,10 @@ def build(checkpoint=DEFAULT_WEIGHTS):  # pragma: no mutate block
 
 def main(argv=None):  # pragma: no mutate block
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=DEFAULT_WEIGHTS, help="weights to use (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        demo = build(args.checkpoint)
-    except CheckpointError as e:
-        print(f"app.py: {e}", file=sys.stderr)
+    _, model = parse_with_model(parser, argv, "app.py")
+    if model is None:
         return 1
+    demo = build(model)
     # Gradio's own variables, which Hugging Face Spaces and Docker images set to 0.0.0.0 and 7860; a local
     # demo stays on the loopback address unless asked.
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")

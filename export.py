@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 import torch
 
-from checkpoint import CheckpointError, write_atomically
-from predict import DEFAULT_WEIGHTS, load_model
+from checkpoint import write_atomically
+from predict import parse_with_model
 
 INPUT, OUTPUT = "image", "log_probabilities"
 
@@ -60,14 +60,10 @@ def mnist_test_images():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default=DEFAULT_WEIGHTS, help="weights to export (default: %(default)s)")
     parser.add_argument("--output", default="my_s5_net.onnx", help="the ONNX file to write (default: %(default)s)")
     parser.add_argument("--check", action="store_true", help="compare with PyTorch on the MNIST test set")
-    args = parser.parse_args(argv)
-    try:
-        model = load_model(args.checkpoint)
-    except CheckpointError as e:
-        print(f"export.py: {e}", file=sys.stderr)
+    args, model = parse_with_model(parser, argv, "export.py")
+    if model is None:
         return 1
     if os.path.isdir(args.output) or not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         print(f"export.py: {args.output} is a folder or lies in a folder that does not exist: name a file "

@@ -132,16 +132,25 @@ def predict(image, model=None):
     return digit, probabilities
 
 
+def parse_with_model(parser, argv, program):
+    """The command lines' shared start (predict.py, app.py, export.py): adds --checkpoint to `parser`, parses
+    `argv` and loads those weights. Returns (args, model); for weights that cannot be read it prints the one
+    sentence, after `program`, and the model is None."""
+    parser.add_argument("--checkpoint", default=DEFAULT_WEIGHTS, help="the weights to use (default: %(default)s)")
+    args = parser.parse_args(argv)
+    try:
+        return args, load_model(args.checkpoint)
+    except CheckpointError as e:
+        print(f"{program}: {e}", file=sys.stderr)
+        return args, None
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) showing one digit each")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
-    parser.add_argument("--checkpoint", default=DEFAULT_WEIGHTS, help="weights to use (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        model = load_model(args.checkpoint)
-    except CheckpointError as e:
-        print(f"predict.py: {e}", file=sys.stderr)
+    args, model = parse_with_model(parser, argv, "predict.py")
+    if model is None:
         return 1
     results, failed = [], False
     for path in args.images:

@@ -13,7 +13,6 @@ from data import MNIST_MEAN, MNIST_STD
 from fast import (DeviceLoader, PRECISIONS, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation,
                   fast_amp_dtype, fast_path, grad_scaler, keep_freed_memory, prepare_fast, sgd, uses_cuda_graph)
 from model import Net
-import utils
 from utils import test as evaluate  # pytest would collect a function named test
 from utils import train
 
