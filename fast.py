@@ -199,7 +199,7 @@ def sgd(parameters, lr, momentum, cuda_graph=False):
     return torch.optim.SGD(parameters, lr=lr, momentum=momentum, fused=True)
 
 
-class CudaGraphSteps:
+class CudaGraphSteps:  # pragma: no mutate block (CUDA only: its tests skip on a CPU)
     """The training steps of an epoch on CUDA, each one replay of a captured CUDA graph.
 
     Run eagerly, a step launches about a hundred small kernels from Python, and the GPU waits for the

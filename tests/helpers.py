@@ -1,6 +1,8 @@
 """What the tests share that is not a fixture: where the repository and MNIST are, the browser, free ports,
-digit strokes for the browser tests, and digit images as users hand them in."""
+digit strokes for the browser tests, digit images as users hand them in, and what a notebook run printed."""
+import hashlib
 import os
+import re
 import shutil
 import socket
 import struct
@@ -91,3 +93,36 @@ def wait_for_port(port, process, seconds):
             assert process.poll() is None, process.stdout.read() if process.stdout else "the server stopped"
             time.sleep(0.3)
     raise AssertionError(f"nothing listened on port {port} within {seconds} s")
+
+
+# What a notebook run printed (S5.ipynb through papermill: the notebook tests and the quick look)
+FINAL = re.compile(r"(\d+) epochs in \d+ s; final test accuracy (\d+\.\d+)%")
+BAR = re.compile(r"^Train: Loss=\d+\.\d{4} Batch_id=\d+ Accuracy=\d+\.\d\d: 100%\|.*\|", re.M)
+
+
+def digest(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def outputs_text(notebook):
+    return "".join(o.get("text", "") for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []))
+
+
+def outputs_of(notebook, stream):
+    return [o for c in notebook.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("name") == stream]
+
+
+def check_executed(executed, fast, epochs):
+    """What every headless run must show: its settings, the table, the epochs, the pictures, and one final
+    progress line per epoch, with no carriage-return updates."""
+    text = outputs_text(executed)
+    assert f"fast path: {fast}" in text and f"Epoch {epochs}" in text and "Total params: 593,200" in text
+    assert text.count("Adjusting learning rate of group 0 to 1.0000e-02.") == epochs + 1
+    images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(images) == 6  # samples; losses; mistakes; confusion matrix; feature maps; attributions of the mistakes
+    assert "conv4        8x8            14x14     2" in text  # the receptive-field table
+    progress = "".join(o["text"] for o in outputs_of(executed, "stderr"))
+    assert "\r" not in progress
+    assert len(BAR.findall(progress)) == epochs and progress.count("100%|") == epochs
+    return FINAL.search(text).groups()

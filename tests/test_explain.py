@@ -1,9 +1,11 @@
+import matplotlib
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 import explain
+import pictures
 from checkpoint import load_checkpoint
 from helpers import ROOT
 import data
@@ -131,3 +133,54 @@ def test_integrated_gradients_start_from_the_black_background(shipped, test_digi
     totals = maps.sum(dim=(1, 2))
     assert torch.allclose(totals, at_input - black, atol=0.05, rtol=0.02), (totals, at_input - black)
     assert not torch.allclose(totals, at_input - grey, atol=0.05, rtol=0.02)
+
+
+@pytest.mark.quick
+def test_the_receptive_field_table_prints_each_layer_as_receptive_fields_gives_it():
+    lines = explain.receptive_field_table(Net()).splitlines()
+    assert lines[0] == "layer     output  receptive field  jump"
+    assert lines[1] == "conv1      26x26              3x3     1"
+    assert lines[5] == "conv4        8x8            14x14     2"
+    assert lines[7] == "fc1           50            28x28     -"
+    assert [line.split()[0] for line in lines[1:]] == [layer for layer, *_ in NET_FIELDS]
+
+
+@pytest.mark.quick
+def test_the_feature_map_plot_shows_each_layers_grid_after_its_relu(shipped, test_digits):
+    digit = test_digits[0][0]
+    figure = explain.plot_feature_maps(shipped, digit)
+    with torch.no_grad():
+        maps = explain.activations(shipped, digit.unsqueeze(0))
+    assert len(figure.axes) == 4
+    for ax, (layer, output, rf, _), channels in zip(figure.axes, NET_FIELDS[:2] + NET_FIELDS[3:5], (32, 64, 128, 256)):
+        assert ax.get_title() == (f"{layer}: {output} maps, the 8 most active of {channels}; each unit sees {rf}x{rf} "
+                                  "input pixels")
+        assert (ax.get_images()[0].get_array() == pictures.feature_map_grid(maps[layer][0])[0]).all()
+    matplotlib.pyplot.close(figure)
+
+
+@pytest.mark.quick
+def test_the_attribution_plot_shows_each_mistake_with_its_own_map(shipped, test_digits):
+    images, labels = test_digits
+    gallery = {"images": list(images[:3]), "ground_truths": labels[:3].tolist(), "predicted_vals": [1, 2, 3]}
+    figure = explain.plot_attributions(shipped, gallery, count=2)
+    maps = explain.attribution(shipped, images[:2], [1, 2])
+    shown = [ax for ax in figure.axes if ax.get_images()]
+    assert [ax.get_title() for ax in shown] == [f"{labels[0].item()} -> 1", f"{labels[1].item()} -> 2"]
+    for i, ax in enumerate(shown):
+        assert (ax.get_images()[0].get_array() == pictures.attribution_picture(images[i:i + 1], maps[i])).all()
+    assert figure._suptitle.get_text().startswith("What raised the wrong answer (red)")
+    matplotlib.pyplot.close(figure)
+    empty = explain.plot_attributions(shipped, {"images": [], "ground_truths": [], "predicted_vals": []})
+    assert [ax.get_title() for ax in empty.axes] == ["no misclassified digits"]
+    matplotlib.pyplot.close(empty)
+
+
+@pytest.mark.quick
+def test_the_faithfulness_table_has_a_row_per_method_from_its_own_deletion_test(shipped, test_digits):
+    images, labels = test_digits[0][:8], test_digits[1][:8]
+    rows = explain.faithfulness_table(shipped, images, labels, methods=("saliency", "integrated_gradients"))
+    assert [row[0] for row in rows] == ["saliency", "integrated_gradients"]
+    for method, left, random_left, seconds in rows:
+        expected = explain.deletion_test(shipped, images, labels, explain.attribution(shipped, images, labels, method))
+        assert (left, random_left) == pytest.approx(expected) and seconds > 0

@@ -4,6 +4,7 @@ import matplotlib
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageDraw
 
 import pictures
 from data import MNIST_MEAN, MNIST_STD
@@ -106,3 +107,46 @@ def test_a_digit_grid_has_room_for_each_picture():
         assert len(axes) == count and len(fig.axes) == rows * cols
         assert not any(ax.axison for ax in fig.axes)
         matplotlib.pyplot.close(fig)
+
+
+def white_with_text(width, height, texts):
+    """The reference for the numbers under a picture: a white strip with each (xy, text, anchor) in black."""
+    strip = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for xy, text, anchor in texts:
+        draw.text(xy, text, fill=(0, 0, 0), anchor=anchor)
+    return np.asarray(strip).copy()
+
+
+def test_a_colour_scale_runs_from_low_to_high_with_its_end_values_beneath():
+    width = 300
+    bar = pictures.colour_bar("viridis", 0.0, 0.5, width, "0 (silent)", "0.50 (strongest here)")
+    expected = white_with_text(width, pictures.BAR, [((4, 15), "0 (silent)", None),
+                                                     ((width - 4, 15), "0.50 (strongest here)", "ra")])
+    expected[2:14, 4:width - 4] = viridis(np.linspace(0.0, 0.5, width - 8), 0.5)  # 12 rows, below 1: not clipped
+    assert np.array_equal(bar, expected)
+
+
+def test_a_feature_map_grid_numbers_each_map_beneath_it_and_scales_maps_below_one():
+    maps = torch.zeros(3, 4, 4)
+    maps[0, 0, 0], maps[1, 1, 1], maps[2] = 0.3, 0.2, 0.05  # every value below 1
+    grid, channels = pictures.feature_map_grid(maps)
+    assert channels == [2, 0, 1]  # by mean activation: 0.05, 0.3/16, 0.2/16
+    labels = white_with_text(3 * TILE, pictures.LABEL, [((i * TILE + 3, 1), f"ch {c}", None)
+                                                        for i, c in enumerate(channels)])
+    assert np.array_equal(grid[TILE:TILE + pictures.LABEL], labels)
+    assert np.array_equal(grid[0, 0], viridis(0.05, 0.3)[0]) and np.array_equal(grid[0, TILE], viridis(0.3, 0.3)[0])
+    assert np.array_equal(grid[TILE + pictures.LABEL:], pictures.colour_bar("viridis", 0.0, 0.3, 3 * TILE,
+                                                                             "0 (silent)", "0.30 (strongest here)"))
+
+
+def test_an_input_outside_the_grey_range_shows_as_black_or_white_never_wrapped():
+    grey = torch.full((28, 28), 0.5)
+    grey[0, 0], grey[27, 27] = -0.5, 1.5  # what no image gives, but an edited tensor might
+    picture = pictures.input_picture(((grey - MNIST_MEAN) / MNIST_STD).view(1, 1, 28, 28))
+    assert (picture[0, 0] == 0).all() and (picture[279, 279] == 255).all() and (picture[140, 140] == 128).all()
+
+
+def test_a_click_on_the_top_row_of_pixels_is_on_the_maps():
+    assert pictures.unit_at(TILE + 1, 0, 8) == (1, 0, 0)
+    assert pictures.unit_at(0, TILE - 0.5, 8) == (0, 7, 0)

@@ -1,0 +1,67 @@
+"""quicklook.py, the README's first command: the notebook for one epoch of the fast path, ending in one line."""
+import os
+import re
+import subprocess
+import sys
+
+import nbformat
+import pytest
+
+import quicklook
+from checkpoint import read_run
+from helpers import check_executed, copy_of_repository, digest
+
+QUICK_LOOK = re.compile(r"^Quick look: 1 epoch of the fast path \((bf16|fp32)\) trained in \d+ s; test accuracy "
+                        r"(\d+\.\d\d)% \(as expected\)\. The log and the plots: S5\.out\.ipynb$")
+
+
+@pytest.mark.timeout(900)  # a whole epoch: about 150 s of training on a 2-core AVX2 CPU
+def test_the_readme_quick_look_learns_and_changes_no_tracked_file(tmp_path):
+    """The README's first command, `python quicklook.py`, in a copy of the repository, with a headless matplotlib."""
+    copy = tmp_path / "repo"
+    names = copy_of_repository(copy)
+    if names is None:
+        pytest.skip("the repository is not a git checkout, so its tracked files are unknown")
+    before = {name: digest(copy / name) for name in names}
+    run = subprocess.run([sys.executable, "quicklook.py"], cwd=copy, capture_output=True, text=True, timeout=900,
+                         env={**os.environ, "MPLBACKEND": "Agg"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    closing = run.stdout.strip().splitlines()[-1]
+    match = QUICK_LOOK.match(closing)
+    assert match, closing
+    assert float(match.group(2)) >= 90.0  # the README's promise; the original's first epoch reached 92.13%
+    assert {name: digest(copy / name) for name in before} == before  # s5_net.pt and S5.ipynb untouched
+    executed = nbformat.read(str(copy / "S5.out.ipynb"), as_version=4)
+    epochs, accuracy = check_executed(executed, fast=True, epochs=1)
+    state = read_run(copy / "my_s5_net.pt")
+    assert epochs == "1" and state["epoch"] == 1 and f"{state['test_accuracy']:.2f}" == match.group(2) == accuracy
+    assert len(state["history"]["test_acc"]) == 1
+
+
+@pytest.mark.quick
+def test_the_quick_look_offline_without_data_says_what_to_do_in_one_sentence(tmp_path):
+    copy = tmp_path / "repo"
+    if copy_of_repository(copy) is None:
+        pytest.skip("the repository is not a git checkout, so its tracked files are unknown")
+    closed = "http://127.0.0.1:9"  # a proxy on a closed local port: every download fails at once, as offline
+    env = {**os.environ, "MNIST_DATA_DIR": str(tmp_path / "data"), "http_proxy": closed, "https_proxy": closed,
+           "HTTP_PROXY": closed, "HTTPS_PROXY": closed, "no_proxy": "", "NO_PROXY": ""}
+    run = subprocess.run([sys.executable, "quicklook.py"], cwd=copy, capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 1
+    error = run.stderr.strip()
+    assert len(error.splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert error.startswith(f"quicklook.py: MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'} and could not be "
+                            "downloaded (")
+    assert "set MNIST_DATA_DIR to the absolute path of a folder that holds them in MNIST/raw/" in error
+    assert not (copy / "my_s5_net.pt").exists()
+
+
+@pytest.mark.quick
+def test_the_closing_line_says_the_precision_the_time_the_accuracy_and_the_verdict():
+    record = {"precision": "bf16", "train_seconds": 21.6, "test_accuracy": 94.386}
+    assert quicklook.closing_line(record) == ("Quick look: 1 epoch of the fast path (bf16) trained in 22 s; test "
+                                              "accuracy 94.39% (as expected). The log and the plots: S5.out.ipynb")
+    assert QUICK_LOOK.match(quicklook.closing_line(record))
+    low = quicklook.closing_line({**record, "test_accuracy": 89.994, "precision": "fp32"})
+    assert low.endswith("test accuracy 89.99% (below the expected 90%). The log and the plots: S5.out.ipynb")
+    assert "(as expected)" in quicklook.closing_line({**record, "test_accuracy": 90.0})
