@@ -1,13 +1,11 @@
 import os
 import re
-import subprocess
-import sys
 import urllib.request
 
 import pytest
 
-from helpers import DATA_DIR, ROOT
-from data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, load_mnist
+from helpers import DATA_DIR
+from data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, download_failure, load_mnist
 
 
 @pytest.mark.quick
@@ -26,33 +24,48 @@ def test_subset_keeps_the_first_samples():
     assert len(subset) == 100 and subset[0][1] == 7
 
 
-OFFLINE = """
-import sys
-from data import MNISTUnavailable, load_mnist
-try:
-    load_mnist(sys.argv[1], train=True)
-except MNISTUnavailable as e:
-    print(e)
-    sys.exit(3)
-"""
+def offline(monkeypatch):
+    """A proxy on a closed local port: any download attempt fails at once, as with no network."""
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, "http://127.0.0.1:9")
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "")
 
 
-def test_offline_without_data_says_what_to_do_and_leaves_nothing(tmp_path):
-    # A relative folder two levels deep that does not exist yet, as '../data' is in a fresh clone.
-    # A proxy on a closed local port: any download attempt fails at once, as with no network.
-    env = {**os.environ, "http_proxy": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9",
-           "HTTP_PROXY": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "no_proxy": "", "NO_PROXY": "",
-           "PYTHONPATH": ROOT}
-    run = subprocess.run([sys.executable, "-c", OFFLINE, os.path.join("nested", "data")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode == 3, run.stderr
-    message = run.stdout.strip()
-    assert len(message.splitlines()) == 1 and "Traceback" not in run.stderr
+def test_offline_without_data_says_what_to_do_and_leaves_nothing(tmp_path, monkeypatch):
+    offline(monkeypatch)
+    monkeypatch.chdir(tmp_path)  # a relative folder two levels deep that does not exist yet, as '../data' in a clone
+    with pytest.raises(MNISTUnavailable) as error:
+        load_mnist(os.path.join("nested", "data"), train=True)
+    message = str(error.value)
+    assert len(message.splitlines()) == 1
     assert os.path.join(str(tmp_path), "nested", "data", "MNIST", "raw") in message  # the absolute path
     assert "MNIST_DATA_DIR to the absolute path" in message and all(name in message for name in RAW_FILES)
     reason = re.search(r"could not be downloaded \((.*)\): put the four files", message).group(1)
     assert reason.strip() and "Error downloading" not in reason  # the cause itself, never an empty reason
     assert list(tmp_path.iterdir()) == []  # no half-written files, not even the folders made for the download
+
+
+@pytest.mark.quick
+def test_a_data_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path, monkeypatch):
+    offline(monkeypatch)
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    data_dir = tmp_path / "notes.txt" / "data"
+    with pytest.raises(MNISTUnavailable) as error:
+        load_mnist(str(data_dir))
+    assert str(error.value) == (f"MNIST is not in {data_dir / 'MNIST' / 'raw'} and {data_dir} is not writable for a "
+                                "download (Not a directory): set MNIST_DATA_DIR to a folder holding MNIST/raw/")
+
+
+@pytest.mark.quick
+def test_a_failed_download_is_named_by_its_last_cause():
+    mirrors = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n"
+                           "Tried https://a.example/, got:\n<urlopen error [Errno 111] Connection refused>\n"
+                           "Tried https://b.example/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
+    assert download_failure(mirrors) == "urlopen error [Errno -2] Name or service not known"
+    assert download_failure(RuntimeError("Error downloading train-images-idx3-ubyte.gz:")) == \
+        "Error downloading train-images-idx3-ubyte.gz:"
+    assert download_failure(OSError()) == "OSError"
 
 
 @pytest.mark.quick
