@@ -73,6 +73,13 @@ def test_summary_prints_the_seed_table(make, capsys):
 
 
 @pytest.mark.quick
+def test_the_summary_is_made_on_a_copy_and_leaves_the_model_as_it_was(capsys):
+    model = Net().to(memory_format=torch.channels_last)
+    get_summary(model)
+    assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last) and not model.conv2.weight.is_contiguous()
+
+
+@pytest.mark.quick
 def test_get_correct_pred_count():
     pred = torch.tensor([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]])
     assert GetCorrectPredCount(pred, torch.tensor([1, 0, 0])) == 2
@@ -139,6 +146,10 @@ def test_test_fills_the_incorrect_predictions(mnist_test, capsys):
     assert len(titles) == 10
     assert titles[0] == f"{incorrect['ground_truths'][0]} -> {incorrect['predicted_vals'][0]} " \
                         f"({incorrect['probabilities'][0]:.2f})"
+    shown = [ax.get_images()[0] for ax in figure.axes if ax.get_images()]
+    assert len(figure.axes) == 10 and all(image.get_cmap().name == "gray" for image in shown)  # 2 rows of 5
+    assert (shown[3].get_array() == incorrect["images"][3][0].numpy()).all()
+    assert figure._suptitle.get_text() == f"{wrong} misclassified test digits: label -> prediction (probability)"
     matplotlib.pyplot.close(figure)
 
 
@@ -147,7 +158,7 @@ def test_confusion_matrix_and_per_class_accuracy(mnist_test):
     model = Net()
     loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1000)), 512, "cpu")
     matrix = get_confusion_matrix(model, "cpu", loader)
-    assert matrix.shape == (10, 10) and matrix.sum() == 1000
+    assert matrix.shape == (10, 10) and matrix.dtype == torch.int64 and matrix.sum() == 1000
     assert matrix.sum(dim=1).tolist() == torch.bincount(mnist_test.targets[:1000], minlength=10).tolist()
     correct = sum(GetCorrectPredCount(model(d), t) for d, t in loader)
     assert matrix.diag().sum().item() == correct
@@ -205,6 +216,8 @@ def test_plot_loss_has_the_four_titled_axes():
     figure = plot_loss([1.0, 0.5], [80.0, 90.0], [0.6, 0.4], [85.0, 95.0])
     assert [ax.get_title() for ax in figure.axes] == ["Training Loss", "Training Accuracy", "Test Loss", "Test Accuracy"]
     assert list(figure.axes[3].lines[0].get_ydata()) == [85.0, 95.0]
+    assert [ax.get_xlabel() for ax in figure.axes] == ["epoch"] * 4
+    assert tuple(figure.get_size_inches()) == (15, 10)  # the original's figure
     matplotlib.pyplot.close(figure)
 
 
@@ -260,6 +273,11 @@ def test_a_missing_package_gets_the_command_that_installs_it():
                                                   r"no-such-package`"):
         utils.require("no_such_package_s5", "no-such-package")
     assert utils.require("torchsummary", "torchsummary").summary is utils.summary
+    with pytest.raises(ModuleNotFoundError) as error:  # a module inside a missing package names the package
+        utils.require("no_such_package_s5.sub", "no-such-package")
+    assert str(error.value) == ("no_such_package_s5.sub is not installed (Colab and Kaggle do not ship it): run `pip "
+                                "install no-such-package`, in a notebook cell `%pip install no-such-package`, or "
+                                "`pip install -r requirements.txt`")
 
 
 @pytest.mark.quick
