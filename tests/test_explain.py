@@ -48,6 +48,33 @@ def test_receptive_fields_of_another_network_with_stride_padding_dilation_and_po
     assert [r["start"] for r in rows[:5]] == [0.0, 0.5, 2.5, 2.5, 6.5]
 
 
+class Functional(nn.Module):
+    """Convolutions and poolings called as functions, their geometry given by keyword and by position."""
+
+    def __init__(self):
+        super().__init__()
+        self.w1, self.w2 = nn.Parameter(torch.randn(4, 1, 3, 3)), nn.Parameter(torch.randn(4, 4, 3, 3))
+
+    def forward(self, x):
+        x = F.conv2d(x, self.w1, None, stride=2, padding=1, dilation=2)
+        x = F.max_pool2d(x, kernel_size=3, stride=1, padding=1, dilation=2)
+        x = F.conv2d(x, self.w2, None, 1, 1, 1)
+        x = F.max_pool2d(x, 2, None, 0, 2)  # no stride: the kernel's; its fifth argument is a dilation
+        return F.avg_pool2d(x, 2, 1, 0, False)  # here the fifth is ceil_mode
+
+
+@pytest.mark.quick
+def test_receptive_fields_of_functional_calls_by_keyword_and_by_position():
+    rows = explain.receptive_fields(Functional())
+    # by hand: rf += (k - 1) * dilation * jump; start += ((k - 1) * dilation / 2 - padding) * jump; jump *= stride
+    assert [(r["layer"], r["output"], r["rf"], r["jump"], r["start"]) for r in rows] == [
+        ("conv2d", "13x13", 5, 2, 1.0), ("pool1", "11x11", 13, 2, 3.0), ("conv2d", "11x11", 17, 2, 3.0),
+        ("pool2", "5x5", 21, 4, 5.0), ("pool3", "4x4", 25, 4, 7.0)]
+    with pytest.raises(ValueError) as error:
+        explain.receptive_fields(nn.Sequential(nn.Conv2d(1, 2, 3, padding="same")))
+    assert str(error.value) == "receptive_fields cannot place padding='same'; use numbers"
+
+
 def test_a_units_box_is_exactly_the_pixels_that_can_change_it():
     """The box from the geometry against autograd: over many random inputs, the input pixels with a nonzero
     gradient for one unit fill exactly its box (a max-pool passes one pixel per window each time)."""
