@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import matplotlib
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -169,6 +170,35 @@ def test_confusion_matrix_and_per_class_accuracy(mnist_test):
     assert len(texts) == 100 and texts[0] == str(matrix[0, 0].item())
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == [str(d) for d in range(10)]
     matplotlib.pyplot.close(figure)
+
+
+@pytest.mark.quick
+def test_the_confusion_matrix_picture_shows_readable_counts_beside_each_digits_accuracy():
+    matrix = torch.diag(torch.full((10,), 1000))
+    matrix[3, 5] = 20  # twenty threes read as fives
+    figure = plot_confusion_matrix(matrix)
+    ax, bar = figure.axes
+    assert tuple(figure.get_size_inches()) == (14, 6)
+    assert ax.get_subplotspec().get_gridspec().get_width_ratios() == [3, 2]
+    assert ax.get_images()[0].get_cmap().name == "Blues"
+    assert np.allclose(ax.get_images()[0].get_array(), matrix.float().log1p().numpy())
+    texts = {tuple(t.get_position()): t for t in ax.texts}
+    # on a log scale, white on the dark cells (above half the darkest), black elsewhere
+    assert texts[(3, 3)].get_text() == "1000" and texts[(3, 3)].get_color() == "white"
+    assert texts[(5, 3)].get_text() == "20" and texts[(5, 3)].get_color() == "black"
+    assert texts[(0, 3)].get_text() == "0" and texts[(0, 3)].get_color() == "black"
+    assert all((t.get_ha(), t.get_va(), t.get_fontsize()) == ("center", "center", 8) for t in ax.texts)
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted digit", "true digit",
+                                                                   "Confusion matrix (test set)")
+    assert list(ax.get_xticks()) == list(range(10)) and list(ax.get_yticks()) == list(range(10))
+    assert [round(p.get_width(), 2) for p in bar.patches] == [100.0] * 3 + [98.04] + [100.0] * 6
+    assert bar.texts[3].get_text() == " 98.04%" and bar.texts[3].get_position() == (pytest.approx(98.04, abs=0.01), 3)
+    assert bar.get_xlim() == pytest.approx((96.04, 100.5), abs=0.01) and bar.yaxis_inverted()
+    assert list(bar.get_yticks()) == list(range(10))
+    assert (bar.get_xlabel(), bar.get_title()) == ("accuracy (%)", "Accuracy per digit")
+    matplotlib.pyplot.close(figure)
+    assert per_class_accuracy(torch.zeros(10, 10, dtype=torch.int64)).tolist() == [0.0] * 10  # no sample: no error
+    assert per_class_accuracy(torch.eye(10, dtype=torch.int64)).tolist() == [100.0] * 10
 
 
 @pytest.mark.quick
