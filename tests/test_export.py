@@ -1,6 +1,7 @@
 """export.py: the ONNX file gives PyTorch's answers on all 10,000 MNIST test images, the page's copy stays in step
 with s5_net.pt, and a bad checkpoint or output gets one sentence and leaves no file behind."""
 import os
+import re
 
 import pytest
 import torch
@@ -28,18 +29,35 @@ def test_the_page_s_model_gives_the_shipped_weights_answers_on_the_test_set(test
           f"difference {largest:.1e}")
 
 
-def test_an_export_of_other_weights_gives_their_answers(tmp_path, test_images, capsys):
+def test_an_export_of_other_weights_gives_their_answers(tmp_path, test_images, capsys, monkeypatch):
     torch.manual_seed(0)
     model = predict.Net().eval()  # untrained: different weights from the page's, so a stale file would show
     weights = tmp_path / "weights.pt"
     torch.save(model.state_dict(), weights)
-    output = tmp_path / "net.onnx"
-    assert export.main(["--checkpoint", str(weights), "--output", str(output)]) == 0
-    assert capsys.readouterr().out.startswith(f"wrote {output} (")
+    monkeypatch.chdir(tmp_path)  # with no --output, my_s5_net.onnx in the working folder
+    assert export.main(["--checkpoint", str(weights), "--check"]) == 0
+    wrote, checked = capsys.readouterr().out.splitlines()
+    output = tmp_path / "my_s5_net.onnx"
+    assert wrote == f"wrote my_s5_net.onnx ({os.path.getsize(output):,} bytes) from {weights}"
+    assert re.fullmatch(r"onnxruntime and PyTorch give the same answer on 10000 of 10000 MNIST test images; "
+                        r"largest difference of any log-probability \d\.\de-\d\d", checked), checked
     agree, count, largest = export.parity(str(output), model, test_images[:2000])
     assert (agree, count) == (2000, 2000) and largest < 1e-4
     batch = export.run_onnx(str(output), test_images[:3].numpy())  # any batch size
     assert batch.shape == (3, 10)
+
+
+@pytest.mark.quick
+def test_the_help_names_each_option_and_its_default(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        export.main(["--help"])
+    assert exit_.value.code == 0
+    shown = capsys.readouterr().out
+    assert export.__doc__ in shown  # the examples, line for line as written
+    words = " ".join(shown.split())  # argparse wraps the options' help to the terminal's width
+    assert "--output OUTPUT the ONNX file to write (default: my_s5_net.onnx)" in words
+    assert "--check compare with PyTorch on the MNIST test set" in words
+    assert f"--checkpoint CHECKPOINT the weights to use (default: {predict.DEFAULT_WEIGHTS})" in words
 
 
 @pytest.mark.quick

@@ -106,7 +106,11 @@ def test_a_digit_grid_has_room_for_each_picture():
         fig, axes = pictures.digit_grid(count, cols)
         assert len(axes) == count and len(fig.axes) == rows * cols
         assert not any(ax.axison for ax in fig.axes)
+        assert tuple(fig.get_size_inches()) == pytest.approx((2 * cols, 2.3 * rows))  # 2 inches a picture, a title
         matplotlib.pyplot.close(fig)
+    fig, axes = pictures.digit_grid(1, cols=1)  # one row of one: still a list of axes
+    assert len(axes) == 1 and not axes[0].axison
+    matplotlib.pyplot.close(fig)
 
 
 def white_with_text(width, height, texts):
@@ -150,3 +154,4 @@ def test_an_input_outside_the_grey_range_shows_as_black_or_white_never_wrapped()
 def test_a_click_on_the_top_row_of_pixels_is_on_the_maps():
     assert pictures.unit_at(TILE + 1, 0, 8) == (1, 0, 0)
     assert pictures.unit_at(0, TILE - 0.5, 8) == (0, 7, 0)
+    assert pictures.unit_at(0, TILE, 8) is None  # the first row of the channel numbers
