@@ -63,6 +63,9 @@ def test_a_failed_download_is_named_by_its_last_cause():
                            "Tried https://a.example/, got:\n<urlopen error [Errno 111] Connection refused>\n"
                            "Tried https://b.example/, got:\n<urlopen error [Errno -2] Name or service not known>\n")
     assert download_failure(mirrors) == "urlopen error [Errno -2] Name or service not known"
+    last_empty = RuntimeError("Error downloading t10k-labels-idx1-ubyte.gz:\nTried https://a.example/, got:\n"
+                              "<urlopen error timed out>\nTried https://b.example/, got:\n")
+    assert download_failure(last_empty) == "urlopen error timed out"  # the last mirror's error said nothing
     assert download_failure(RuntimeError("Error downloading train-images-idx3-ubyte.gz:")) == \
         "Error downloading train-images-idx3-ubyte.gz:"
     assert download_failure(OSError()) == "OSError"

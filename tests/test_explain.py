@@ -53,14 +53,15 @@ class Functional(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.w1, self.w2 = nn.Parameter(torch.randn(4, 1, 3, 3)), nn.Parameter(torch.randn(4, 4, 3, 3))
+        self.w1, self.w2, self.w3 = (nn.Parameter(torch.randn(4, c, 3, 3)) for c in (1, 4, 4))
 
     def forward(self, x):
         x = F.conv2d(x, self.w1, None, stride=2, padding=1, dilation=2)
         x = F.max_pool2d(x, kernel_size=3, stride=1, padding=1, dilation=2)
         x = F.conv2d(x, self.w2, None, 1, 1, 1)
         x = F.max_pool2d(x, 2, None, 0, 2)  # no stride: the kernel's; its fifth argument is a dilation
-        return F.avg_pool2d(x, 2, 1, 0, False)  # here the fifth is ceil_mode
+        x = F.avg_pool2d(x, 2, 1, 0, False)  # here the fifth is ceil_mode
+        return F.conv2d(x, self.w3)  # stride, padding and dilation: the defaults
 
 
 @pytest.mark.quick
@@ -69,7 +70,7 @@ def test_receptive_fields_of_functional_calls_by_keyword_and_by_position():
     # by hand: rf += (k - 1) * dilation * jump; start += ((k - 1) * dilation / 2 - padding) * jump; jump *= stride
     assert [(r["layer"], r["output"], r["rf"], r["jump"], r["start"]) for r in rows] == [
         ("conv2d", "13x13", 5, 2, 1.0), ("pool1", "11x11", 13, 2, 3.0), ("conv2d", "11x11", 17, 2, 3.0),
-        ("pool2", "5x5", 21, 4, 5.0), ("pool3", "4x4", 25, 4, 7.0)]
+        ("pool2", "5x5", 21, 4, 5.0), ("pool3", "4x4", 25, 4, 7.0), ("conv2d", "2x2", 33, 4, 11.0)]
     with pytest.raises(ValueError) as error:
         explain.receptive_fields(nn.Sequential(nn.Conv2d(1, 2, 3, padding="same")))
     assert str(error.value) == "receptive_fields cannot place padding='same'; use numbers"
