@@ -104,6 +104,7 @@ def test_train_and_test_on_real_mnist(small_loaders, capsys):
     bars = [int(i) for i in BAR.findall(progress)]
     # not a terminal: one final line per epoch, reading like the original's log
     assert bars == [len(train_loader) - 1] * 3 and "\r" not in progress
+    assert re.findall(r"Accuracy=(\d+\.\d\d)", progress)[-1] == f"{accuracy:.2f}"  # the epoch's, as returned
 
     test_accuracy, test_loss = evaluate(model, "cpu", test_loader, criterion)
     line = TEST_LINE.search(capsys.readouterr().out)
@@ -208,9 +209,14 @@ def test_a_non_finite_loss_stops_training_and_names_the_batch(mnist_test):
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(256)), 64, "cpu"))
     batches[2][0][0, 0, 5, 5] = float("nan")
-    with pytest.raises(FloatingPointError, match="nan at epoch 7, batch 2"):
+    with pytest.raises(FloatingPointError) as error:
         train(model, "cpu", batches, optimizer, nn.CrossEntropyLoss(), epoch=7)
+    assert str(error.value) == ("Training loss became nan at epoch 7, batch 2: training stopped. Lower the learning "
+                                "rate, or check that the inputs are normalized and contain no NaN.")
     assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad batch never reached the weights
+    batches[0][0][0, 0, 5, 5] = float("inf")  # the very first batch, and no epoch given
+    with pytest.raises(FloatingPointError, match=r"^Training loss became nan at batch 0: training stopped\."):
+        train(model, "cpu", batches, optimizer, nn.CrossEntropyLoss())
 
 
 @pytest.mark.quick
