@@ -75,6 +75,20 @@ def copy_of_repository(dest):
     return names
 
 
+def help_words(module, capsys):
+    """A command's --help, as one line of words (argparse wraps it to the terminal's width), after checking that
+    it exits 0 and shows the module's docstring, its examples, line for line as written."""
+    try:
+        module.main(["--help"])
+    except SystemExit as exit_:
+        assert exit_.code == 0
+    else:
+        raise AssertionError("--help did not exit")
+    shown = capsys.readouterr().out
+    assert module.__doc__ in shown
+    return " ".join(shown.split())
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

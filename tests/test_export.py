@@ -11,7 +11,7 @@ pytest.importorskip("onnxscript", reason="the export's packages are not installe
 
 import export  # noqa: E402
 import predict  # noqa: E402
-from helpers import ROOT  # noqa: E402
+from helpers import ROOT, help_words  # noqa: E402
 
 PAGE_MODEL = os.path.join(ROOT, "web", "s5_net.onnx")
 
@@ -49,12 +49,7 @@ def test_an_export_of_other_weights_gives_their_answers(tmp_path, test_images, c
 
 @pytest.mark.quick
 def test_the_help_names_each_option_and_its_default(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        export.main(["--help"])
-    assert exit_.value.code == 0
-    shown = capsys.readouterr().out
-    assert export.__doc__ in shown  # the examples, line for line as written
-    words = " ".join(shown.split())  # argparse wraps the options' help to the terminal's width
+    words = help_words(export, capsys)
     assert "--output OUTPUT the ONNX file to write (default: my_s5_net.onnx)" in words
     assert "--check compare with PyTorch on the MNIST test set" in words
     assert f"--checkpoint CHECKPOINT the weights to use (default: {predict.DEFAULT_WEIGHTS})" in words

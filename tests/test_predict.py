@@ -11,7 +11,7 @@ from PIL import Image
 
 import predict
 from checkpoint import load_checkpoint, save_checkpoint
-from helpers import ROOT, net_with_zero_weights, user_image
+from helpers import ROOT, help_words, net_with_zero_weights, user_image
 from data import MNIST_MEAN, MNIST_STD
 from fast import DeviceLoader
 from model import Net
@@ -242,12 +242,7 @@ def test_the_script_runs_as_a_command(mixed_images):
 
 
 def test_cli_help_shows_the_usage_and_each_option(capsys):
-    with pytest.raises(SystemExit) as exit_:
-        predict.main(["--help"])
-    assert exit_.value.code == 0
-    shown = capsys.readouterr().out
-    assert predict.__doc__ in shown  # the examples, line for line as written
-    words = " ".join(shown.split())  # argparse wraps the options' help to the terminal's width
+    words = help_words(predict, capsys)
     for help_text in ["image files (PNG, JPEG, ...) showing one digit each", "print a JSON list instead of lines",
                       "weights to use (default:"]:
         assert re.search(f"(^| ){re.escape(help_text)}( |$)", words), help_text
