@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 
 from data import load_mnist, train_transforms
-from fast import Training, autocast, fast_path
+from fast import FastPath, Training, autocast
 from model import Net
 from utils import device, require, train
 
@@ -86,7 +86,7 @@ def make_pipeline(fast, train_data, batch_size):
     door, the seed pipeline as the original's DataLoader and optim.SGD."""
     recipe = {name: value for name, value in notebook_recipe().items() if name != "batch_size"}
     if fast:
-        return fast_path(Net(), train_data, None, device, batch_size, **recipe)
+        return FastPath(train_data, None, device, batch_size).training(Net(), **recipe)
     model = Net().to(device)
     loader = torch.utils.data.DataLoader(train_data, batch_size=batch_size, shuffle=True, num_workers=2,
                                          pin_memory=device.type == "cuda")

@@ -1,10 +1,10 @@
 """The fast path: the same recipe as the original, with the data on the training device, the augmentation
 done there on whole batches, and the training precision each device runs best.
 
-    fast_path              the one door: a model, the data sets and the recipe in, a Training out (below)
+    FastPath               the one door: the data sets in, then a model and the recipe, a Training out (below)
     Training               what utils.train and utils.test need: the model ready, loaders, optimizer, ...
 
-fast_path puts together these parts, each tested on its own:
+FastPath puts together these parts, each tested on its own:
 
     DeviceLoader           yields (data, target) batches like a DataLoader, from uint8 images on the device
     augment                the original's train augmentation, batched
@@ -288,21 +288,31 @@ class Training:
         return precision_name(self.amp_dtype)
 
 
-def fast_path(model, train_data, test_data, device, batch_size, lr, momentum, step_size, gamma, precision=None):
-    """The fast path's one door: the original's recipe (SGD with lr and momentum, StepLR every step_size epochs
-    by gamma, cross-entropy, batches of batch_size) on `device`, with the model in channels_last and the
-    device's precision (prepare_fast), the data sets held on the device (DeviceLoader, the train set
-    augmented there), and on CUDA each step one CUDA graph replay. Returns a Training.
+class FastPath:
+    """The fast path's one door, in the two steps a notebook takes them: the data sets onto the device first (so
+    that the sample cell can draw from the loader before the model is made, as the original draws), then the
+    model and the original's recipe on them.
 
-    train_data, test_data: torchvision MNIST sets or Subsets of them; test_data may be None (no test_loader).
-    precision: 'bf16', 'fp16', 'fp32' or 'auto'; None reads S5_PRECISION (fast_amp_dtype)."""
-    model, amp_dtype = prepare_fast(model.to(device), device, precision)
-    train_loader = DeviceLoader(train_data, batch_size, device, train=True)
-    test_loader = DeviceLoader(test_data, batch_size, device) if test_data is not None else None
-    graphed = uses_cuda_graph(device, amp_dtype)
-    optimizer = sgd(model.parameters(), lr=lr, momentum=momentum, cuda_graph=graphed)
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-    criterion = nn.CrossEntropyLoss()
-    steps = CudaGraphSteps(train_loader, model, optimizer, criterion, amp_dtype) if graphed else None
-    return Training(model, train_loader, test_loader, optimizer, scheduler, criterion, amp_dtype,
-                    grad_scaler(device, amp_dtype), steps or train_loader, steps.train_step if steps else None)
+        path = FastPath(train_data, test_data, device, batch_size)       # the loaders, on the device
+        run = path.training(Net(), lr, momentum, step_size, gamma)       # a Training
+
+    train_data, test_data: torchvision MNIST sets or Subsets of them; test_data may be None (no test_loader)."""
+
+    def __init__(self, train_data, test_data, device, batch_size):
+        self.device = torch.device(device)
+        self.train_loader = DeviceLoader(train_data, batch_size, device, train=True)
+        self.test_loader = DeviceLoader(test_data, batch_size, device) if test_data is not None else None
+
+    def training(self, model, lr, momentum, step_size, gamma, precision=None):
+        """The recipe (SGD with lr and momentum, StepLR every step_size epochs by gamma, cross-entropy) for `model`
+        in channels_last and the device's precision (prepare_fast), on CUDA each step one CUDA graph replay.
+        precision: 'bf16', 'fp16', 'fp32' or 'auto'; None reads S5_PRECISION (fast_amp_dtype)."""
+        model, amp_dtype = prepare_fast(model.to(self.device), self.device, precision)
+        graphed = uses_cuda_graph(self.device, amp_dtype)
+        optimizer = sgd(model.parameters(), lr=lr, momentum=momentum, cuda_graph=graphed)
+        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
+        criterion = nn.CrossEntropyLoss()
+        steps = CudaGraphSteps(self.train_loader, model, optimizer, criterion, amp_dtype) if graphed else None
+        return Training(model, self.train_loader, self.test_loader, optimizer, scheduler, criterion, amp_dtype,
+                        grad_scaler(self.device, amp_dtype), steps or self.train_loader,
+                        steps.train_step if steps else None)

@@ -12,7 +12,7 @@ import torch.optim as optim
 
 from helpers import ROOT
 from checkpoint import CheckpointError, load_checkpoint, read_run, save_checkpoint, save_run
-from fast import fast_path, grad_scaler
+from fast import FastPath, grad_scaler
 from model import Net
 from utils import train
 
@@ -41,7 +41,7 @@ class ListsTheFolderAndFails:
 def make_run(train_data, seed=0):
     """The fast path on the CPU in batches of 64, its learning rate divided by 10 every 2 epochs."""
     torch.manual_seed(seed)
-    return fast_path(Net(), train_data, None, "cpu", 64, lr=0.01, momentum=0.9, step_size=2, gamma=0.1)
+    return FastPath(train_data, None, "cpu", 64).training(Net(), lr=0.01, momentum=0.9, step_size=2, gamma=0.1)
 
 
 def run_epochs(run, epochs, history):

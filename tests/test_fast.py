@@ -11,7 +11,7 @@ from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD
 from fast import (DeviceLoader, PRECISIONS, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation,
-                  fast_amp_dtype, fast_path, grad_scaler, keep_freed_memory, prepare_fast, sgd, uses_cuda_graph)
+                  fast_amp_dtype, FastPath, grad_scaler, keep_freed_memory, prepare_fast, sgd, uses_cuda_graph)
 from model import Net
 from utils import test as evaluate  # pytest would collect a function named test
 from utils import train
@@ -274,8 +274,10 @@ def one_epoch(run, device, epoch=1):
 @pytest.mark.quick
 def test_the_door_gives_the_training_loop_everything_with_the_recipe_it_was_given(mnist_train, mnist_test):
     torch.manual_seed(0)
-    run = fast_path(Net(), torch.utils.data.Subset(mnist_train, range(256)), torch.utils.data.Subset(mnist_test,
-                    range(100)), "cpu", 64, lr=0.02, momentum=0.8, step_size=3, gamma=0.5, precision="fp32")
+    path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), torch.utils.data.Subset(mnist_test, range(100)),
+                    "cpu", 64)
+    run = path.training(Net(), lr=0.02, momentum=0.8, step_size=3, gamma=0.5, precision="fp32")
+    assert run.train_loader is path.train_loader and run.test_loader is path.test_loader  # the sample cell's loader
     assert run.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert run.amp_dtype is None and run.precision == "fp32" and not run.scaler.is_enabled()
     assert run.train_step is None and run.train_batches is run.train_loader  # no CUDA graph on a CPU
@@ -293,8 +295,8 @@ def test_the_door_gives_the_training_loop_everything_with_the_recipe_it_was_give
     for _ in range(3):
         run.scheduler.step()
     assert group["lr"] == pytest.approx(0.01)
-    bf16 = fast_path(Net(), torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64, lr=0.01, momentum=0.9,
-                     step_size=15, gamma=0.1, precision="bf16")
+    bf16 = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64).training(
+        Net(), lr=0.01, momentum=0.9, step_size=15, gamma=0.1, precision="bf16")
     assert bf16.amp_dtype == torch.bfloat16 and bf16.precision == "bf16" and bf16.test_loader is None
 
 
@@ -303,8 +305,8 @@ def test_the_same_seed_gives_the_same_fast_run(mnist_train):
     weights = []
     for _ in range(2):
         torch.manual_seed(7)
-        run = fast_path(Net(), torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 64, lr=0.01,
-                        momentum=0.9, step_size=15, gamma=0.1)
+        run = FastPath(torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 64).training(
+            Net(), lr=0.01, momentum=0.9, step_size=15, gamma=0.1)
         one_epoch(run, "cpu")
         weights.append(run.model.state_dict())
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
@@ -312,7 +314,7 @@ def test_the_same_seed_gives_the_same_fast_run(mnist_train):
 
 def graphed_run(data, batch_size, seed=0):
     torch.manual_seed(seed)
-    run = fast_path(Net(), data, None, "cuda", batch_size, lr=0.01, momentum=0.9, step_size=1, gamma=0.0)
+    run = FastPath(data, None, "cuda", batch_size).training(Net(), lr=0.01, momentum=0.9, step_size=1, gamma=0.0)
     assert run.train_step is not None and run.train_batches is not run.train_loader
     return run
 
