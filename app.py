@@ -1,6 +1,6 @@
 """Draw a digit, see what the network sees: a local web demo of the trained Net.
 
-    pip install -r requirements-app.txt
+    pip install -r requirements/app.txt
     python app.py                          # http://127.0.0.1:7860 (GRADIO_SERVER_NAME/PORT: another address)
     python app.py --checkpoint my_s5_net.pt   # other weights than the shipped s5_net.pt
 
@@ -24,8 +24,9 @@ import torch
 from PIL import Image, ImageDraw
 
 import explain
+import networks
 import pictures
-from predict import ImageError, parse_with_model, preprocess, read_digit
+from predict import ImageError, preprocess, read_digit
 
 # The sketchpad starts in its image tool, and goes back to it when cleared, and ignores strokes until
 # the brush is picked; picking it on load and after each clear makes the first stroke draw.
@@ -84,8 +85,12 @@ def read_file(path, model=None):
         raise gr.Error(f"{os.path.basename(path)}: {e}", print_exception=False) from None
 
 
-CONVOLUTIONS = ("conv1", "conv2", "conv3", "conv4")
 DIGITS = [str(d) for d in range(10)]
+
+
+def convolutions(model):
+    """The names of the model's convolutions, in forward order: the Inside view shows one grid each."""
+    return [row["layer"] for row in explain.receptive_fields(model) if row["kind"] == "conv"]
 
 
 def attribution_caption(digit):
@@ -93,14 +98,16 @@ def attribution_caption(digit):
 
 
 def inside_view(network_input, model):
-    """The Inside view of one network input: the four convolutions' grids, the input, the attribution for
-    the network's answer and its caption, that digit, and the state that clicks and picks read."""
+    """The Inside view of one network input (the sample 7 when there is none, as on an empty pad): a grid for each
+    convolution, the input, the attribution for the network's answer and its caption, that digit, and the state
+    that clicks and picks read."""
     if network_input is None:
-        return (None,) * len(CONVOLUTIONS) + (None, None, "", None, None)
+        network_input = sample_input()
+    layers = convolutions(model)
     with torch.no_grad():
-        maps = explain.activations(model, network_input)
+        maps = explain.activations(model, network_input, as_read=True)
         digit = int(model(network_input).argmax())
-    state = {"input": network_input, "maps": [maps[layer][0] for layer in CONVOLUTIONS]}
+    state = {"input": network_input, "maps": [maps[layer][0] for layer in layers]}
     attribution = explain.attribution(model, network_input, [digit])[0]
     return (*[pictures.feature_map_grid(layer_maps)[0] for layer_maps in state["maps"]],
             pictures.input_picture(network_input), pictures.attribution_picture(network_input, attribution),
@@ -134,12 +141,12 @@ def attribution_for(state, digit, model=None):
 
 
 def receptive_field_of(state, index, fields, layer, xy):
-    """A click at pixel `xy` of layer number `index`'s grid: the four grids with that unit marked on its map,
-    the input with the unit's receptive field outlined, and a sentence saying which pixels the unit reads. Net
-    has no padding, so every field lies whole inside the image."""
+    """A click at pixel `xy` of convolution number `index`'s grid: the grids with that unit marked on its map, the
+    input with the unit's receptive field outlined (the part inside the image: padding is not input), and a
+    sentence saying which pixels the unit reads."""
     if not state:
-        return (None,) * len(CONVOLUTIONS) + (None, "")
-    unit = pictures.unit_at(*xy, state["maps"][index].shape[-1])
+        return (None,) * len(fields) + (None, "")
+    unit = pictures.unit_at(*xy, *state["maps"][index].shape[-2:])
     grids = [pictures.feature_map_grid(layer_maps, unit=unit if i == index else None)
              for i, layer_maps in enumerate(state["maps"])]
     if unit is None:  # the channel numbers or the colour scale under the maps
@@ -155,6 +162,7 @@ def receptive_field_of(state, index, fields, layer, xy):
 # cannot follow; it mutates the handlers above.
 def build(model):  # pragma: no mutate block
     """The Blocks app around `model` (predict.load_model gives the shipped one)."""
+    layers = convolutions(model)
 
     with gr.Blocks(title="S5 MNIST: draw a digit", analytics_enabled=False) as demo:
         gr.Markdown("# Draw a digit\nThe network reads each stroke as MNIST digits were made: cropped to the ink, "
@@ -183,18 +191,19 @@ def build(model):  # pragma: no mutate block
                                         [upload_label, upload_preview], api_name="predict")
             sketch.clear(None, js=PICK_BRUSH)
         with gr.Column(elem_id="inside"):
-            gr.Markdown("## Inside\nWhat each convolution computes from the digit (a sample 7 until you draw): its "
+            gr.Markdown("## Inside\nWhat each convolution computes from the digit (a sample 7 while the pad is empty): its "
                         "eight most active feature maps after their ReLU, on the colour scale beneath them. Click a "
                         "unit of a map: it is marked, and the input pixels it reads, its receptive field, are outlined "
                         "on the input below. The attribution shows which pixels raised (red) or lowered (blue) the "
                         "score of the answer; pick another digit to ask why not that one.")
             fields = {row["layer"]: row for row in explain.receptive_fields(model)}
             grids = []
-            for layer in CONVOLUTIONS:  # the caption above the picture: a label would cover its first maps
-                gr.Markdown(f"**{layer}**: {fields[layer]['output']} maps; each unit sees "
-                            f"{fields[layer]['rf']}x{fields[layer]['rf']} input pixels")
+            for layer in layers:  # the caption above the picture: a label would cover its first maps
+                height, width = fields[layer]["shape"][1:]
+                gr.Markdown(f"**{layer}**: {fields[layer]['shape'][0]} maps of {height}x{width}; each unit sees "
+                            f"{explain._size(fields[layer]['rf'])} input pixels")
                 grids.append(gr.Image(show_label=False, type="numpy", interactive=False, format="png",
-                                      elem_id=f"inside-{layer}"))
+                                      elem_id=f"inside-{len(grids) + 1}"))
             with gr.Row():
                 with gr.Column():
                     field_input = gr.Image(label="The input, with the clicked unit's receptive field", type="numpy",
@@ -211,19 +220,18 @@ def build(model):  # pragma: no mutate block
         upload_done.then(functools.partial(inside_of_file, model=model), upload, outputs, api_name="explain")
         digit.input(functools.partial(attribution_for, model=model), [state, digit], [attribution, caption, digit],
                     api_name=False)
-        for index, (layer, grid) in enumerate(zip(CONVOLUTIONS, grids)):
+        for index, (layer, grid) in enumerate(zip(layers, grids)):
             def clicked(state, evt: gr.SelectData, index=index, layer=layer):
-                return receptive_field_of(state, index, fields, layer, evt.index)
+                return receptive_field_of(state, index, {name: fields[name] for name in layers}, layer, evt.index)
             grid.select(clicked, state, [*grids, field_input, field_text], api_name=False)
-        sample = sample_input()
-        demo.load(lambda: inside_view(sample, model), None, outputs, api_name=False, show_progress="hidden")
+        demo.load(lambda: inside_view(None, model), None, outputs, api_name=False, show_progress="hidden")
         demo.load(None, js=PICK_BRUSH)
     return demo
 
 
 def main(argv=None):  # pragma: no mutate block
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    _, model = parse_with_model(parser, argv, "app.py")
+    _, model = networks.from_command_line(parser, argv, "app.py")
     if model is None:
         return 1
     demo = build(model)

@@ -1,16 +1,17 @@
 """The seed pipeline against the fast path, measured in one run on this machine.
 
     python benchmark.py            # images/s of each, where a fast step's time goes, last line 'speedup: X.XX'
+    python benchmark.py --network small:SmallNet --batch-size 128   # the same for another network and recipe
     python benchmark.py --full     # the whole 20-epoch fast recipe (S5.ipynb, fast=True): time, accuracy, RSS
     python benchmark.py --full --pipeline seed --epochs 1   # what one epoch of the original costs here
     S5_PRECISION=fp32 python benchmark.py   # the fast path in a precision of your choice (bf16, fp16, fp32)
 
-Both pipelines train the same Net with the same recipe through utils.train; they take turns, so that a
-drift in the machine's speed hits both. The arithmetic limit is measured in the precision the fast path
-uses on this device (fast.fast_amp_dtype), never in one the device would have to emulate. Reads MNIST
-from MNIST_DATA_DIR (data.py says where else it looks). The default run takes about 2 minutes on a 2-core CPU."""
+Both pipelines train the same network with the same recipe through training.train, each with its own Step;
+they take turns, so that a drift in the machine's speed hits both. The arithmetic limit is measured in the
+precision the fast path uses on this device (fast.fast_amp_dtype), never in one the device would have to
+emulate. Reads MNIST from MNIST_DATA_DIR (data.py says where else it looks)."""
 import argparse
-import ast
+import dataclasses
 import multiprocessing
 import os
 import resource
@@ -22,10 +23,13 @@ import time
 import torch
 import torch.nn as nn
 
+import networks
 from data import load_mnist, train_transforms
-from fast import FastPath, Training, autocast
-from model import Net
-from utils import device, require, train
+from env import get_device, require
+from fast import FastPath
+from training import Training, add_recipe_options, autocast, recipe_from_args, train
+
+device = get_device()
 
 
 class Steps:
@@ -74,33 +78,23 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NOTEBOOK = os.path.join(HERE, "S5.ipynb")
 
 
-def notebook_recipe():
-    """The recipe as S5.ipynb's parameters cell sets it: lr, momentum, step_size, gamma and batch_size."""
-    parameters = require("papermill", "papermill").inspect_notebook(NOTEBOOK)
-    return {name: ast.literal_eval(parameters[name]["default"])
-            for name in ("lr", "momentum", "step_size", "gamma", "batch_size")}
-
-
-def make_pipeline(fast, train_data, batch_size):
-    """One pipeline as S5.ipynb builds it, as a fast.Training (no test loader): the fast path through its
-    door, the seed pipeline as the original's DataLoader and optim.SGD."""
-    recipe = {name: value for name, value in notebook_recipe().items() if name != "batch_size"}
+def make_pipeline(fast, train_data, network, recipe):
+    """(training.Training, the loader of augmented batches) for one pipeline as S5.ipynb builds it, without a test
+    loader: the fast path through its door, the seed pipeline as the original's DataLoader and the plain Step."""
     if fast:
-        return FastPath(train_data, None, device, batch_size).training(Net(), **recipe)
-    model = Net().to(device)
-    loader = torch.utils.data.DataLoader(train_data, batch_size=batch_size, shuffle=True, num_workers=2,
+        path = FastPath(train_data, None, device, recipe.batch_size)
+        return path.training(networks.build(network), recipe), path.train_loader
+    loader = torch.utils.data.DataLoader(train_data, batch_size=recipe.batch_size, shuffle=True, num_workers=2,
                                          pin_memory=device.type == "cuda")
-    optimizer = torch.optim.SGD(model.parameters(), lr=recipe["lr"], momentum=recipe["momentum"])
-    scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=recipe["step_size"], gamma=recipe["gamma"])
-    return Training(model, loader, None, optimizer, scheduler, nn.CrossEntropyLoss(), None, None, loader)
+    return Training.plain(networks.build(network).to(device), device, loader, None, recipe), loader
 
 
-def images_per_second(run, steps, batch_size):
-    batches = Steps(run.train_batches, steps)
+def images_per_second(pipeline, steps, batch_size):
+    training = pipeline[0]
+    batches = Steps(training.batches, steps)
     sync()
     start = time.perf_counter()
-    train(run.model, device, batches, run.optimizer, run.criterion, run.amp_dtype, scaler=run.scaler,
-          train_step=run.train_step)
+    train(training.model, device, batches, training.optimizer, training.criterion, training.step)
     sync()
     return steps * batch_size / (time.perf_counter() - start)
 
@@ -153,44 +147,42 @@ def conv_times(conv, inputs, amp_dtype, repeats):
             median_seconds(gradient_of([conv.weight, conv.bias]), repeats))
 
 
-def step_breakdown(run, steps, batch_size):
-    """Median milliseconds of each part of a fast training step, timed one part at a time (eagerly); the
-    whole step as a CUDA graph replay, where the fast path uses one; each convolution alone; the FLOPs of
-    a step and the matmul peak, all in the fast path's precision."""
-    model, optimizer, amp_dtype, scaler, criterion = run.model, run.optimizer, run.amp_dtype, run.scaler, run.criterion
+def step_breakdown(pipeline, steps, batch_size):
+    """Median milliseconds of each phase of the fast path's Step, timed one phase at a time (eagerly); the whole
+    step as a CUDA graph replay, where the fast path uses one; each convolution alone; the FLOPs of a step and
+    the matmul peak, all in the fast path's precision."""
+    training, loader = pipeline
+    step = training.step.step if training.cuda_graph else training.step  # the Step a graph replays
     parts = {"augmentation": [], "forward": [], "backward": [], "optimizer": []}
-    iterator = iter(run.train_loader)
-    model.train()
+    iterator = iter(loader)
+    training.model.train()
     for i in range(steps + 1):
         marks = [time.perf_counter()]
         data, target = next(iterator)
         sync()
         marks.append(time.perf_counter())
-        optimizer.zero_grad(set_to_none=True)
-        with autocast(device, amp_dtype):
-            loss = criterion(model(data), target)
+        loss, _ = step.forward(data, target)
         sync()
         marks.append(time.perf_counter())
-        scaler.scale(loss).backward()
+        step.backward(loss)
         sync()
         marks.append(time.perf_counter())
-        scaler.step(optimizer)
-        scaler.update()
+        step.update()
         sync()
         marks.append(time.perf_counter())
         if i >= 1:  # after a warm-up step
             for name, begin, end in zip(parts, marks, marks[1:]):
                 parts[name].append(1000 * (end - begin))
     graph_ms = None
-    if run.train_step:
-        indices = next(iter(run.train_batches))
-        graph_ms = 1000 * median_seconds(lambda: run.train_step(indices), steps)
-    layers = layers_of(model, data)
+    if training.cuda_graph:
+        indices = next(iter(training.batches))
+        graph_ms = 1000 * median_seconds(lambda: training.step(indices), steps)
+    layers = layers_of(training.model, data)
     forward = sum(flops for *_, flops in layers)
-    backward = 2 * forward - layers[0][3]  # twice the forward, less conv1's input gradient, which nobody needs
-    convs = [(name, tuple(x.shape[1:]), flops, *conv_times(m, x, amp_dtype, steps))
+    backward = 2 * forward - layers[0][3]  # twice the forward, less the first layer's input gradient, never needed
+    convs = [(name, tuple(x.shape[1:]), flops, *conv_times(m, x, training.amp_dtype, steps))
              for name, m, x, flops in layers if isinstance(m, nn.Conv2d)]
-    return {"precision": run.precision, "peak": matmul_peak(amp_dtype), "forward": forward,
+    return {"precision": training.precision, "peak": matmul_peak(training.amp_dtype), "forward": forward,
             "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()}, "convs": convs,
             "graph": graph_ms}
 
@@ -229,16 +221,16 @@ def report_breakdown(b, batch_size):
               f"{cell(flops, weight_s)}{cell(backward_flops, backward_s).rstrip()}")
 
 
-def serve(conn, fast, batch_size):
+def serve(conn, fast, network, recipe):
     """Runs one pipeline in a process of its own and answers ('rate', steps) and ('breakdown', steps).
 
     Its own process, because the fast path changes how this process's memory allocator behaves
     (fast.keep_freed_memory), which would also speed up the seed pipeline as the original never was."""
     torch.manual_seed(0)
-    pipeline = make_pipeline(fast, load_mnist(train=True, transform=train_transforms), batch_size)
+    pipeline = make_pipeline(fast, load_mnist(train=True, transform=train_transforms), network, recipe)
     answers = {"rate": images_per_second, "breakdown": step_breakdown}
     for command, steps in iter(conn.recv, ("stop", 0)):
-        conn.send(answers[command](pipeline, steps, batch_size))
+        conn.send(answers[command](pipeline, steps, recipe.batch_size))
 
 
 def run_throughput(args):
@@ -246,7 +238,7 @@ def run_throughput(args):
     workers = {}
     for name in ("seed", "fast"):
         conn, child_end = context.Pipe()
-        process = context.Process(target=serve, args=(child_end, name == "fast", args.batch_size))
+        process = context.Process(target=serve, args=(child_end, name == "fast", args.network, args.recipe))
         process.start()
         child_end.close()  # so that a crashed worker shows up as EOFError here
         workers[name] = conn, process
@@ -259,8 +251,9 @@ def run_throughput(args):
         except EOFError:
             raise SystemExit(f"benchmark.py: the {name} pipeline's process failed (its error is above)") from None
 
-    print(f"device: {device}; {args.rounds} alternating rounds of {args.steps} steps "
-          f"(batch {args.batch_size}) after a warm-up round; each pipeline in its own process")
+    print(f"device: {device}; {args.network} ({networks.parameter_count(networks.build(args.network)):,} parameters), "
+          f"{args.rounds} alternating rounds of {args.steps} steps (batch {args.batch_size}) after a warm-up round; "
+          "each pipeline in its own process")
     rates = {name: [] for name in workers}
     try:
         for rnd in range(args.rounds + 1):
@@ -289,17 +282,17 @@ def run_throughput(args):
 
 def run_full(args):
     papermill = require("papermill", "papermill")
-    from checkpoint import read_run
+    from checkpoint import read_record
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "weights.pt")
         start = time.perf_counter()
         papermill.execute_notebook(
             NOTEBOOK, os.path.join(tmp, "out.ipynb"), cwd=HERE, progress_bar=False,
-            parameters={"fast": args.pipeline == "fast", "epochs": args.epochs, "seed": args.seed,
-                        "weights_path": weights, "batch_size": args.batch_size, "subset": args.subset})
+            parameters={"network": args.network, **dataclasses.asdict(args.recipe), "fast": args.pipeline == "fast",
+                        "seed": args.seed, "weights_path": weights, "subset": args.subset})
         wall = time.perf_counter() - start
-        state = read_run(weights)
+        state = read_record(weights)
     # the notebook's kernel is a child process that has ended: its peak RSS is counted here (KiB on Linux)
     rss_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2 ** 20
     epoch_times = state["history"]["epoch_seconds"]
@@ -309,7 +302,8 @@ def run_full(args):
                 "passes included)" if reached else "; never at 99.0%")
     per_epoch = f", {statistics.median(epoch_times):.2f} s per epoch (median; the first {epoch_times[0]:.2f} s)"
     how = state["precision"] + (", one CUDA graph per step" if state["cuda_graph"] else "")
-    print(f"full {args.pipeline} run on {device} ({how}): {args.epochs} epochs, seed {args.seed}: wall {wall:.1f} s "
+    print(f"full {args.pipeline} run of {args.network} on {device} ({how}): {args.epochs} epochs, seed {args.seed}: "
+          f"wall {wall:.1f} s "
           f"(notebook start to end), training loop {state['train_seconds']:.1f} s{per_epoch}, "
           f"final test accuracy {state['history']['test_acc'][-1]:.2f}%{first_99}, peak RSS {rss_gib:.2f} GiB")
 
@@ -320,12 +314,16 @@ def main(argv=None):
     parser.add_argument("--pipeline", choices=["fast", "seed"], default="fast", help="which pipeline --full runs")
     parser.add_argument("--subset", type=int, default=None, help="--full on the first N images only (a dry run)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the full run")
-    parser.add_argument("--epochs", type=int, default=20, help="epochs of the full run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds")
     parser.add_argument("--steps", type=int, default=6, help="training steps per round")
-    parser.add_argument("--batch-size", type=int, default=None, help="default: S5.ipynb's batch_size")
+    parser.add_argument("--network", default=networks.DEFAULT, help="the network, as module:Class (default: %(default)s)")
+    add_recipe_options(parser)
     args = parser.parse_args(argv)
-    args.batch_size = args.batch_size or notebook_recipe()["batch_size"]
+    try:
+        args.recipe = recipe_from_args(args)
+        networks.build(args.network)
+    except ValueError as e:  # a NetworkError too
+        parser.error(str(e))
     # no progress bars in the timings; tqdm reads this at import, in the processes that train
     os.environ.setdefault("TQDM_DISABLE", "1")
     if args.rounds < 1 or args.steps < 2:

@@ -1,8 +1,9 @@
-"""Saving and resuming runs: model, optimizer, scheduler, gradient scaler, epoch, history and RNG states;
-and the record of a finished run that S5.ipynb saves and quicklook.py and benchmark.py read (save_run, read_run).
+"""Saving and resuming training: the weights, optimizer, scheduler, gradient scaler, epoch, history and random
+states; and the record of a finished run, which S5.ipynb writes and the commands read (save_record, read_record).
 
 Writes are atomic (a temporary file in the same folder, then a rename), and loading goes through
 torch.load(weights_only=True), so a checkpoint can carry tensors and plain data but never code."""
+import dataclasses
 import os
 import tempfile
 
@@ -114,23 +115,27 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
     return state
 
 
-RUN_KEYS = ("history", "test_accuracy", "seed", "fast", "precision", "cuda_graph", "train_seconds")
+RECORD_KEYS = ("network", "parameters", "recipe", "history", "test_accuracy", "seed", "fast", "precision",
+               "cuda_graph", "train_seconds")
 
 
-def save_run(path, model, history, *, seed, fast, precision, cuda_graph, train_seconds):
+def save_record(path, model, history, *, network, recipe, seed, fast, precision, cuda_graph, train_seconds):
     """The record of a finished run (what S5.ipynb saves at its end), a checkpoint that predict.py reads too:
-    the weights; epoch, the number of epochs; history, lists with a value per epoch (train_losses, train_acc,
-    test_losses, test_acc, epoch_seconds); test_accuracy, the last epoch's in %; seed; fast (True for the fast
-    path); precision ('bf16', 'fp16' or 'fp32'); cuda_graph (True where each step was a CUDA graph replay);
-    train_seconds (the loop over the epochs)."""
-    save_checkpoint(path, model, epoch=len(history["test_acc"]), history=history, test_accuracy=history["test_acc"][-1],
-                    seed=seed, fast=fast, precision=precision, cuda_graph=cuda_graph, train_seconds=train_seconds)
+    the weights; network, the module:Class they belong to, and parameters, its parameter count; recipe, the
+    training.Recipe as a dict; epoch, the number of epochs; history, lists with a value per epoch (train_losses,
+    train_acc, test_losses, test_acc, epoch_seconds); test_accuracy, the last epoch's in %; seed; fast (True for
+    the fast path); precision ('bf16', 'fp16' or 'fp32'); cuda_graph (True where each step was a CUDA graph
+    replay); train_seconds (the loop over the epochs)."""
+    save_checkpoint(path, model, epoch=len(history["test_acc"]), history=history,
+                    test_accuracy=history["test_acc"][-1], network=network,
+                    parameters=sum(p.numel() for p in model.parameters()), recipe=dataclasses.asdict(recipe), seed=seed, fast=fast,
+                    precision=precision, cuda_graph=cuda_graph, train_seconds=train_seconds)
 
 
-def read_run(path):
-    """The record save_run wrote at `path`, as a dict (see save_run); CheckpointError when it is not one."""
+def read_record(path):
+    """The record save_record wrote at `path`, as a dict (see save_record); CheckpointError when it is not one."""
     state = load_checkpoint(path)
-    missing = [key for key in RUN_KEYS if state.get(key) is None]
+    missing = [key for key in RECORD_KEYS if state.get(key) is None]
     if missing:
         raise CheckpointError(f"{path} is not the record of an S5.ipynb run (it has no {', '.join(missing)}): "
                               "read it with load_checkpoint, or run the notebook to make one")

@@ -1,4 +1,4 @@
-"""MNIST as the original reads it: its PIL transforms and an offline-safe loader (fast.py builds on it)."""
+"""MNIST as the original reads it: its PIL transforms, the normalization, and an offline-safe loader."""
 import contextlib
 import io
 import os
@@ -29,6 +29,16 @@ test_transforms = transforms.Compose([
     transforms.ToTensor(),
     transforms.Normalize((MNIST_MEAN,), (MNIST_STD,)),
 ])
+
+
+def normalize(pixels):
+    """Grey levels in [0, 1] as the network reads them: shifted by MNIST's mean, scaled by its deviation."""
+    return (pixels - MNIST_MEAN) / MNIST_STD
+
+
+def grey_levels(network_input):
+    """The grey levels in [0, 1] a normalized input shows: normalize undone, and clamped."""
+    return (network_input * MNIST_STD + MNIST_MEAN).clamp(0, 1)
 
 
 class MNISTUnavailable(RuntimeError):

@@ -1,17 +1,6 @@
-"""The fast path: the same recipe as the original, with the data on the training device, the augmentation
-done there on whole batches, and the training precision each device runs best.
-
-    FastPath               the one door: the data sets in, then a model and the recipe, a Training out (below)
-    Training               what utils.train and utils.test need: the model ready, loaders, optimizer, ...
-
-FastPath puts together these parts, each tested on its own:
-
-    DeviceLoader           yields (data, target) batches like a DataLoader, from uint8 images on the device
-    augment                the original's train augmentation, batched
-    fast_amp_dtype         the autocast dtype for a device (S5_PRECISION=bf16|fp16|fp32 overrides it)
-    prepare_fast           channels_last and the precision for a model, plus the CPU allocator setting
-    grad_scaler            the gradient scaler that float16 needs (a disabled one otherwise)
-    CudaGraphSteps         on CUDA, each training step as one replay of a captured CUDA graph (with sgd)"""
+"""The fast path: the same recipe as the original, with the data on the training device, the augmentation done
+there on whole batches, and the precision each device computes natively; on CUDA, each step of a network the
+graph is known to replay faithfully is one CUDA graph replay. FastPath is the one door; the rest are its parts."""
 import ctypes
 import dataclasses
 import math
@@ -22,10 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from data import MNIST_MEAN, MNIST_STD
+import networks
+from data import normalize
+from training import PRECISIONS, Recipe, Step, Training
 
 PRECISION_VARIABLE = "S5_PRECISION"
-PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}  # None: plain float32
 
 
 def cpu_has_native_bf16():
@@ -65,17 +55,6 @@ def fast_amp_dtype(device, precision=None):
     return choose_amp_dtype(device.type, capability, native_bf16)
 
 
-def autocast(device, amp_dtype, cache_enabled=True):
-    """torch.autocast in `amp_dtype` on `device`'s type; with amp_dtype None a context that changes nothing.
-    cache_enabled=False for a captured CUDA graph, whose replays would read a stale cache of cast weights."""
-    return torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None,
-                          cache_enabled=cache_enabled)
-
-
-def precision_name(amp_dtype):
-    return {dtype: name for name, dtype in PRECISIONS.items()}[amp_dtype]
-
-
 def grad_scaler(device, amp_dtype):
     """float16 gradients underflow without loss scaling; for any other dtype the scaler is a no-op."""
     return torch.amp.GradScaler(torch.device(device).type, enabled=amp_dtype == torch.float16)
@@ -98,15 +77,18 @@ def keep_freed_memory():
 
 
 def prepare_fast(model, device, precision=None):
-    """The fast path's model settings: channels_last weights and the autocast dtype to train with
-    (fast_amp_dtype); on the CPU also keep_freed_memory. Returns (model, amp_dtype).
+    """The fast path's model settings: its memory layout and the autocast dtype to train with (fast_amp_dtype);
+    on the CPU also keep_freed_memory. Returns (model, amp_dtype).
 
-    cuDNN's autotuner (cudnn.benchmark) stays off: on an H200 it added about a second of tuning to a
-    20-epoch run and made no epoch faster."""
+    channels_last, which makes convolutions faster, except on the CPU for a network with batch norm, whose
+    backward PyTorch computes several times slower in channels_last than in the plain layout there
+    (docs/fast-path.md). cuDNN's autotuner stays off: it added tuning time and made no epoch faster."""
     device = torch.device(device)
     if device.type == "cpu":
         keep_freed_memory()
-    return model.to(memory_format=torch.channels_last), fast_amp_dtype(device, precision)
+    if device.type != "cpu" or not networks.uses(model)["batch norm"]:
+        model = model.to(memory_format=torch.channels_last)
+    return model, fast_amp_dtype(device, precision)
 
 
 def draw_augmentation(n, device="cpu"):
@@ -176,50 +158,39 @@ class DeviceLoader:
         data = self.images[indices].float().div_(255)
         if self.train:
             data = augment(data)
-        return data.sub_(MNIST_MEAN).div_(MNIST_STD), self.targets[indices]
+        return normalize(data), self.targets[indices]
 
     def __iter__(self):
         return map(self.batch, self.index_batches())
 
 
-def uses_cuda_graph(device, amp_dtype):
-    """Whether the fast path replays its training step as a CUDA graph: on CUDA, except in fp16, whose
-    gradient scaler decides on the host whether to take each step."""
-    return torch.device(device).type == "cuda" and amp_dtype != torch.float16
-
-
-def sgd(parameters, lr, momentum, cuda_graph=False):
-    """The recipe's optim.SGD. For a CUDA graph the learning rate is a device tensor, which StepLR fills in
-    place, so that its updates reach the captured step; the fused kernel is the SGD that reads it there
-    without asking the host for its value."""
-    if not cuda_graph:
-        return torch.optim.SGD(parameters, lr=lr, momentum=momentum)
-    parameters = list(parameters)
-    lr = torch.tensor(lr, device=parameters[0].device)
-    return torch.optim.SGD(parameters, lr=lr, momentum=momentum, fused=True)
+def uses_cuda_graph(device, amp_dtype, model, recipe):
+    """Whether the fast path replays each training step as one CUDA graph: on CUDA, for what a graph has been
+    shown there to replay faithfully: SGD with StepLR, not fp16 (whose gradient scaler decides on the host
+    whether to take each step), and a network without dropout or batch norm (fresh masks and running statistics
+    at every replay are not shown). Everything else trains in eager steps."""
+    return (torch.device(device).type == "cuda" and amp_dtype != torch.float16 and recipe.optimizer == "sgd"
+            and recipe.scheduler == "step" and not any(networks.uses(model)[kind] for kind in ("dropout", "batch norm")))
 
 
 class CudaGraphSteps:  # pragma: no mutate block (CUDA only: its tests skip on a CPU)
-    """The training steps of an epoch on CUDA, each one replay of a captured CUDA graph.
+    """The training steps of an epoch on CUDA, each one replay of a captured CUDA graph of `step` (a Step).
 
-    Run eagerly, a step launches about a hundred small kernels from Python, and the GPU waits for the
-    launches (4.1 ms a step on an H200, whose arithmetic takes 0.1 ms); a replay launches them at once.
-    The graph holds the whole step: gathering the batch from the device-resident images at the indices
-    copied into `self.indices`, `augment` (the generator's offset advances at every replay, so every
-    replay draws fresh angles and crops), forward and loss under autocast, backward and the SGD step,
-    whose learning rate must be a device tensor (`sgd(..., cuda_graph=True)`).
+    Run eagerly, a step launches about a hundred small kernels from Python, and the GPU waits for the launches;
+    a replay launches them at once. The graph holds the whole step: gathering the batch from the device-resident
+    images at the indices copied into `self.indices`, `augment` (the generator's offset advances at every replay,
+    so every replay draws fresh angles and crops), and the Step, built without autocast's weight cache and with
+    an optimizer whose learning rate is a device tensor (Recipe.make_optimizer(..., lr_tensor=True)).
 
-    Iterate it for the epoch's index batches; utils.train hands each to train_step (its train_step argument),
-    which returns (loss, prediction, target). The first `warmup` steps run eagerly on real batches (CUDA graphs need
-    the lazy set-up, momentum buffers included, done before capture), and so does the epoch's last,
-    smaller batch."""
+    Iterate it for the epoch's index batches and call it on each, as utils.train does with a step. The first
+    `warmup` steps run eagerly on real batches (CUDA graphs need the lazy set-up, momentum buffers included,
+    done before capture), and so does the epoch's last, smaller batch."""
 
-    def __init__(self, loader, model, optimizer, criterion, amp_dtype, warmup=2):
-        if loader.images.device.type != "cuda" or not isinstance(optimizer.param_groups[0]["lr"], torch.Tensor):
-            raise ValueError("CudaGraphSteps needs a DeviceLoader on a CUDA device and an optimizer from "
-                             "fast.sgd(..., cuda_graph=True), whose learning rate is a device tensor")
-        self.loader, self.model, self.optimizer, self.criterion = loader, model, optimizer, criterion
-        self.amp_dtype, self.warmup = amp_dtype, warmup
+    def __init__(self, loader, step, warmup=2):
+        if loader.images.device.type != "cuda" or not isinstance(step.optimizer.param_groups[0]["lr"], torch.Tensor):
+            raise ValueError("CudaGraphSteps needs a DeviceLoader on a CUDA device and an optimizer whose learning "
+                             "rate is a device tensor (Recipe.make_optimizer(..., lr_tensor=True))")
+        self.loader, self.step, self.warmup = loader, step, warmup
         self.indices = torch.zeros(loader.batch_size, dtype=torch.int64, device=loader.images.device)
         self.graph, self.outputs, self.data = None, None, None
 
@@ -229,72 +200,38 @@ class CudaGraphSteps:  # pragma: no mutate block (CUDA only: its tests skip on a
     def __iter__(self):
         return self.loader.index_batches()
 
-    def _step(self, indices):
-        data, target = self.loader.batch(indices)
-        self.optimizer.zero_grad(set_to_none=True)
-        with autocast("cuda", self.amp_dtype, cache_enabled=False):
-            pred = self.model(data)
-            loss = self.criterion(pred, target)
-        loss.backward()
-        self.optimizer.step()
-        return data, (loss.detach(), pred.detach(), target)
+    def _run(self, indices):
+        batch = self.loader.batch(indices)
+        return batch[0], self.step(batch)
 
-    def train_step(self, indices):
+    def __call__(self, indices):
         if len(indices) != len(self.indices):
-            return self._step(indices)[1]
+            return self._run(indices)[1]
         if self.graph is None and self.warmup > 0:
             self.warmup -= 1
             side = torch.cuda.Stream()  # warm-up away from the stream to capture on, as PyTorch asks
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                outputs = self._step(indices)[1]
+                outputs = self._run(indices)[1]
             torch.cuda.current_stream().wait_stream(side)
             return outputs
         self.indices.copy_(indices)
         if self.graph is None:
             self.graph = torch.cuda.CUDAGraph()
-            self.optimizer.zero_grad(set_to_none=True)  # the captured backward writes fresh gradients
+            self.step.optimizer.zero_grad(set_to_none=True)  # the captured backward writes fresh gradients
             with torch.cuda.graph(self.graph):
-                self.data, self.outputs = self._step(self.indices)
+                self.data, self.outputs = self._run(self.indices)
         self.graph.replay()
         return self.outputs
 
 
-@dataclasses.dataclass
-class Training:
-    """Everything a training run hands to utils.train and utils.test, epoch after epoch:
-
-        for epoch in range(1, epochs + 1):
-            train(t.model, device, t.train_batches, t.optimizer, t.criterion, t.amp_dtype, epoch, t.scaler,
-                  t.train_step)
-            test(t.model, device, t.test_loader, t.criterion, amp_dtype=t.amp_dtype)
-            t.scheduler.step()
-
-    train_step is None, or what runs each whole step (a CUDA graph replay): train_batches then yields what
-    it takes, the indices of each batch. precision names amp_dtype: 'bf16', 'fp16' or 'fp32'."""
-    model: nn.Module
-    train_loader: object
-    test_loader: object
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    criterion: nn.Module
-    amp_dtype: object
-    scaler: object
-    train_batches: object
-    train_step: object = None
-
-    @property
-    def precision(self):
-        return precision_name(self.amp_dtype)
-
-
 class FastPath:
     """The fast path's one door, in the two steps a notebook takes them: the data sets onto the device first (so
-    that the sample cell can draw from the loader before the model is made, as the original draws), then the
-    model and the original's recipe on them.
+    that the sample cell can draw from the loader before the model is made, as the original draws), then a network
+    and a recipe on them.
 
         path = FastPath(train_data, test_data, device, batch_size)       # the loaders, on the device
-        run = path.training(Net(), lr, momentum, step_size, gamma)       # a Training
+        training = path.training(Net(), Recipe())                         # a training.Training
 
     train_data, test_data: torchvision MNIST sets or Subsets of them; test_data may be None (no test_loader)."""
 
@@ -303,16 +240,17 @@ class FastPath:
         self.train_loader = DeviceLoader(train_data, batch_size, device, train=True)
         self.test_loader = DeviceLoader(test_data, batch_size, device) if test_data is not None else None
 
-    def training(self, model, lr, momentum, step_size, gamma, precision=None):
-        """The recipe (SGD with lr and momentum, StepLR every step_size epochs by gamma, cross-entropy) for `model`
-        in channels_last and the device's precision (prepare_fast), on CUDA each step one CUDA graph replay.
-        precision: 'bf16', 'fp16', 'fp32' or 'auto'; None reads S5_PRECISION (fast_amp_dtype)."""
+    def training(self, model, recipe=Recipe(), precision=None):
+        """`recipe`'s optimizer, scheduler and loss for `model` on the device, in its layout and precision
+        (prepare_fast), each step a CUDA graph replay where uses_cuda_graph says so. precision: 'bf16', 'fp16',
+        'fp32' or 'auto'; None reads S5_PRECISION (fast_amp_dtype)."""
         model, amp_dtype = prepare_fast(model.to(self.device), self.device, precision)
-        graphed = uses_cuda_graph(self.device, amp_dtype)
-        optimizer = sgd(model.parameters(), lr=lr, momentum=momentum, cuda_graph=graphed)
-        scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma)
-        criterion = nn.CrossEntropyLoss()
-        steps = CudaGraphSteps(self.train_loader, model, optimizer, criterion, amp_dtype) if graphed else None
-        return Training(model, self.train_loader, self.test_loader, optimizer, scheduler, criterion, amp_dtype,
-                        grad_scaler(self.device, amp_dtype), steps or self.train_loader,
-                        steps.train_step if steps else None)
+        graphed = uses_cuda_graph(self.device, amp_dtype, model, recipe)
+        optimizer = recipe.make_optimizer(model.parameters(), lr_tensor=graphed)
+        scheduler = recipe.make_scheduler(optimizer, len(self.train_loader))
+        criterion = recipe.make_criterion()
+        step = Step(model, self.device, optimizer, criterion, amp_dtype, grad_scaler(self.device, amp_dtype),
+                    scheduler if recipe.per_batch else None, cache_enabled=not graphed)
+        batches = CudaGraphSteps(self.train_loader, step) if graphed else self.train_loader
+        return Training(model, optimizer, scheduler, criterion, batches if graphed else step, batches,
+                        self.test_loader, amp_dtype, graphed)

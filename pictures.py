@@ -1,16 +1,13 @@
-"""Pictures of what the network reads and computes, for the demo, the notebook and explain.py's plots.
-
-    input_picture(network_input, box)     the 28x28 input as a person sees it, enlarged, a box outlined in red
-    feature_map_grid(maps, unit=...)      a layer's most active maps, a clicked unit marked, with a colour scale
-    unit_at(x, y, size)                   which map and unit a click on such a grid lands on
-    attribution_picture(input, map)       red raised the digit's score, blue lowered it, with a colour scale
-    digit_grid(count, cols)               the grid of small pictures every gallery of digits uses"""
+"""Every picture the project draws: what the network reads and computes (for the demo, the notebook and
+explain.py's plots) and how a run went (the original's loss plot, the mistakes, the confusion matrix). One
+function a picture; each is tested against the pixels or the numbers it is drawn from."""
 import math
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from data import MNIST_MEAN, MNIST_STD
+import data
+from training import per_class_accuracy
 
 SCALE = 10  # each input pixel becomes a 10x10 block: enlarged without smoothing
 TILE = 84  # pixels of one feature map in a grid
@@ -21,7 +18,7 @@ RED = (230, 30, 30)
 
 def grey_levels(network_input):
     """The (28, 28) grey levels in [0, 1] that a normalized (1, 1, 28, 28) input shows, as a numpy array."""
-    return (network_input.detach().float().cpu()[0, 0] * MNIST_STD + MNIST_MEAN).clamp(0, 1).numpy()
+    return data.grey_levels(network_input.detach().float().cpu()[0, 0]).numpy()
 
 
 def _outline(picture, top, left, bottom, right, width=2):
@@ -60,8 +57,8 @@ def colour_bar(cmap, low, high, width, left_text, right_text):
 
 
 def feature_map_grid(maps, count=8, unit=None):
-    """A layer's `count` most active channels for one image, after the ReLU that follows them (what the next
-    layer reads), on one shared scale shown beneath, with each channel's number. `maps` is (channels, height,
+    """A layer's `count` most active channels for one image, negative values shown as 0 (the ReLU that follows
+    them), on one shared scale shown beneath, with each channel's number. `maps` is (channels, height,
     width); unit: (map index, row, col) to mark in red, as unit_at gives it. Returns (RGB uint8, channels)."""
     maps = maps.detach().float().cpu().relu()
     channels = maps.mean(dim=(1, 2)).topk(min(count, len(maps))).indices.tolist()
@@ -75,19 +72,19 @@ def feature_map_grid(maps, count=8, unit=None):
     picture = np.array(grid)
     if unit is not None:
         index, row, col = unit
-        size = maps.shape[-1]
-        _outline(picture, row * TILE // size, index * TILE + col * TILE // size,
-                 (row + 1) * TILE // size - 1, index * TILE + (col + 1) * TILE // size - 1)
+        height, width = maps.shape[-2:]
+        _outline(picture, row * TILE // height, index * TILE + col * TILE // width,
+                 (row + 1) * TILE // height - 1, index * TILE + (col + 1) * TILE // width - 1)
     bar = colour_bar("viridis", 0.0, high, picture.shape[1], "0 (silent)", f"{high:.2f} (strongest here)")
     return np.concatenate([picture, bar]), channels
 
 
-def unit_at(x, y, size):
-    """(map index, row, col) of the unit under pixel (x, y) of a feature_map_grid picture of a size x size
-    layer, or None off the maps (the channel numbers and the colour scale)."""
+def unit_at(x, y, height, width=None):
+    """(map index, row, col) of the unit under pixel (x, y) of a feature_map_grid picture of a layer whose maps
+    are height x width (width: the height, by default), or None off the maps (the channel numbers, the scale)."""
     if not 0 <= y < TILE or x < 0:
         return None
-    return int(x // TILE), int(y * size // TILE), int((x % TILE) * size // TILE)
+    return int(x // TILE), int(y * height // TILE), int((x % TILE) * (width or height) // TILE)
 
 
 def attribution_picture(network_input, map_28):
@@ -111,3 +108,60 @@ def digit_grid(count, cols=5):
         ax.axis("off")
     return fig, list(axs.flat)[:count]
 
+
+
+def plot_loss(train_losses, train_acc, test_losses, test_acc):
+    """The original's 2x2 figure of losses and accuracies per epoch; returns the figure."""
+    import matplotlib.pyplot as plt
+    fig, axs = plt.subplots(2, 2, figsize=(15, 10))
+    for ax, values, title in [(axs[0, 0], train_losses, "Training Loss"),
+                              (axs[0, 1], train_acc, "Training Accuracy"),
+                              (axs[1, 0], test_losses, "Test Loss"),
+                              (axs[1, 1], test_acc, "Test Accuracy")]:
+        ax.plot(values)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+    return fig
+
+
+def plot_incorrect(incorrect_pred, count=20, cols=5):
+    """A grid of misclassified digits, each titled 'label -> prediction (probability)'."""
+    count = min(count, len(incorrect_pred["images"]))
+    fig, axes = digit_grid(count, cols)
+    for i, ax in enumerate(axes):
+        ax.imshow(incorrect_pred["images"][i].squeeze(0).numpy(), cmap="gray")
+        ax.set_title(f"{incorrect_pred['ground_truths'][i]} -> {incorrect_pred['predicted_vals'][i]}"
+                     f" ({incorrect_pred['probabilities'][i]:.2f})")
+    fig.suptitle(f"{len(incorrect_pred['images'])} misclassified test digits: label -> prediction (probability)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion_matrix(matrix):
+    """The confusion matrix with its counts, beside the accuracy of each digit; returns the figure."""
+    import matplotlib.pyplot as plt
+    fig, (ax, bar) = plt.subplots(1, 2, figsize=(14, 6), gridspec_kw={"width_ratios": [3, 2]})
+    shade = matrix.float().log1p()  # a log scale, so that the few mistakes show beside the diagonal
+    ax.imshow(shade.numpy(), cmap="Blues")
+    threshold = shade.max().item() / 2
+    for true in range(10):
+        for pred in range(10):
+            value = matrix[true, pred].item()
+            ax.text(pred, true, str(value), ha="center", va="center", fontsize=8,
+                    color="white" if math.log1p(value) > threshold else "black")
+    ax.set_xticks(range(10))
+    ax.set_yticks(range(10))
+    ax.set_xlabel("predicted digit")
+    ax.set_ylabel("true digit")
+    ax.set_title("Confusion matrix (test set)")
+    accuracy = per_class_accuracy(matrix)
+    bar.barh(range(10), accuracy.tolist(), color="tab:blue")
+    for digit, value in enumerate(accuracy.tolist()):
+        bar.text(value, digit, f" {value:.2f}%", va="center", fontsize=8)
+    bar.set_xlim(max(0.0, accuracy.min().item() - 2), 100.5)
+    bar.set_yticks(range(10))
+    bar.invert_yaxis()
+    bar.set_xlabel("accuracy (%)")
+    bar.set_title("Accuracy per digit")
+    fig.tight_layout()
+    return fig

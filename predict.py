@@ -1,8 +1,9 @@
-"""Reads handwritten digits from ordinary image files with the trained Net.
+"""Reads handwritten digits from ordinary image files with a trained network (the shipped Net by default).
 
     python predict.py my_digit.png [more.jpg ...]        # path, digit, probability, top three
     python predict.py my_digit.png --json                 # a JSON list, one object per image
     python predict.py my_digit.png --checkpoint other.pt  # other weights (default: the shipped s5_net.pt)
+    python predict.py my_digit.png --network my_nets:Net6 --checkpoint my_net6.pt   # your own network
 
 From Python: `from predict import predict; digit, probabilities = predict("my_digit.png")`; it also takes
 a PIL image or an array. Images are prepared the way MNIST itself was made: grey, white ink on black,
@@ -19,11 +20,10 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from checkpoint import CheckpointError, load_checkpoint
-from data import MNIST_MEAN, MNIST_STD
-from model import Net
+import networks
+from data import normalize
 
-DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "s5_net.pt")
+DEFAULT_WEIGHTS = networks.DEFAULT_WEIGHTS
 MIN_CONTRAST = 0.1  # ink must differ from the background by a tenth of the grey range
 INK_THRESHOLD = 0.2  # fraction of the strongest ink that counts when cropping
 
@@ -104,15 +104,13 @@ def preprocess(image):
     left = min(max(round(14 - com_x.item()), 0), 28 - width)
     canvas = torch.zeros(28, 28)
     canvas[top:top + height, left:left + width] = digit
-    return ((canvas - MNIST_MEAN) / MNIST_STD).view(1, 1, 28, 28)
+    return normalize(canvas).view(1, 1, 28, 28)
 
 
 @functools.lru_cache(maxsize=4)
-def load_model(checkpoint=DEFAULT_WEIGHTS):
-    """Net with the weights of a checkpoint, in eval mode on the CPU (raises CheckpointError)."""
-    model = Net()
-    load_checkpoint(checkpoint, model)
-    return model.eval()
+def load_model(checkpoint=DEFAULT_WEIGHTS, network=networks.DEFAULT):
+    """The network with the weights of a checkpoint, in eval mode on the CPU (raises networks.NetworkError)."""
+    return networks.load(network, checkpoint)
 
 
 def read_digit(image, model=None):
@@ -122,7 +120,7 @@ def read_digit(image, model=None):
         model = load_model()
     network_input = preprocess(image)
     with torch.inference_mode():
-        probabilities = model(network_input).exp()[0]
+        probabilities = model(network_input).float().softmax(dim=1)[0]  # log-probabilities or plain scores
     return int(probabilities.argmax()), probabilities.tolist(), network_input
 
 
@@ -132,24 +130,11 @@ def predict(image, model=None):
     return digit, probabilities
 
 
-def parse_with_model(parser, argv, program):
-    """The command lines' shared start (predict.py, app.py, export.py): adds --checkpoint to `parser`, parses
-    `argv` and loads those weights. Returns (args, model); for weights that cannot be read it prints the one
-    sentence, after `program`, and the model is None."""
-    parser.add_argument("--checkpoint", default=DEFAULT_WEIGHTS, help="the weights to use (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        return args, load_model(args.checkpoint)
-    except CheckpointError as e:
-        print(f"{program}: {e}", file=sys.stderr)
-        return args, None
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, ...) showing one digit each")
     parser.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
-    args, model = parse_with_model(parser, argv, "predict.py")
+    args, model = networks.from_command_line(parser, argv, "predict.py")
     if model is None:
         return 1
     results, failed = [], False

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-gr = pytest.importorskip("gradio", reason="the demo's packages are not installed: pip install -r requirements-app.txt")
+gr = pytest.importorskip("gradio", reason="the demo's packages are not installed: pip install -r requirements/app.txt")
 
 import app  # noqa: E402
 import explain  # noqa: E402
@@ -143,9 +143,11 @@ def test_the_inside_view_handlers(mnist_test):
     assert picked == "1"
     assert why_not_1.shape == attribution.shape and not np.array_equal(why_not_1, attribution)
     assert caption_1.startswith("**Attribution for the digit 1**")
-    assert app.inside_view(None, model) == (None,) * 6 + ("", None, None)  # an empty canvas clears the view
+    # an empty pad (cleared, erased) shows the sample 7 again, as the page says, not empty pictures
+    empty, sample = app.inside_view(None, model), app.inside_view(app.sample_input(), model)
+    assert all(np.array_equal(a, b) for a, b in zip(empty[:7], sample[:7])) and empty[7] == sample[7] == "7"
     # clicks and picks before anything was drawn, or a pick cleared
-    fields = {row["layer"]: row for row in explain.receptive_fields(model)}
+    fields = {row["layer"]: row for row in explain.receptive_fields(model) if row["kind"] == "conv"}
     assert app.receptive_field_of(None, 3, fields, "conv4", (5, 5)) == (None,) * 5 + ("",)
     assert app.attribution_for(None, "3", model) == (None, "", "3")
     assert app.attribution_for(state, None, model) == (None, "", None)
@@ -214,7 +216,9 @@ def test_the_file_handlers_read_as_predict_py_does_and_name_a_bad_file(mixed_ima
     assert np.array_equal(preview, pictures.input_picture(network_input))
     *grids, field_input, attribution, caption, digit, state = app.inside_of_file(good, model)
     assert digit == "2" and torch.equal(state["input"], network_input)
-    assert app.read_file(None, model) == (None, None) and app.inside_of_file(None, model) == (None,) * 6 + ("", None, None)
+    assert app.read_file(None, model) == (None, None)
+    no_file, sample = app.inside_of_file(None, model), app.inside_view(None, model)  # the sample 7, as on an empty pad
+    assert all(np.array_equal(a, b) for a, b in zip(no_file[:7], sample[:7]))
     for handler in (app.read_file, app.inside_of_file):
         with pytest.raises(gr.Error) as error:
             handler(not_image, model)

@@ -11,10 +11,10 @@ import torch.nn as nn
 import torch.optim as optim
 
 from helpers import ROOT
-from checkpoint import CheckpointError, load_checkpoint, read_run, save_checkpoint, save_run
+from checkpoint import CheckpointError, load_checkpoint, read_record, save_checkpoint, save_record
 from fast import FastPath, grad_scaler
 from model import Net
-from utils import train
+from training import Recipe, train
 
 
 class WritesAFile:
@@ -41,16 +41,16 @@ class ListsTheFolderAndFails:
 def make_run(train_data, seed=0):
     """The fast path on the CPU in batches of 64, its learning rate divided by 10 every 2 epochs."""
     torch.manual_seed(seed)
-    return FastPath(train_data, None, "cpu", 64).training(Net(), lr=0.01, momentum=0.9, step_size=2, gamma=0.1)
+    return FastPath(train_data, None, "cpu", 64).training(Net(), Recipe(batch_size=64, step_size=2))
 
 
-def run_epochs(run, epochs, history):
+def run_epochs(training, epochs, history):
     for epoch in epochs:
-        accuracy, loss = train(run.model, "cpu", run.train_batches, run.optimizer, run.criterion, run.amp_dtype, epoch,
-                               run.scaler, run.train_step)
+        accuracy, loss = train(training.model, "cpu", training.batches, training.optimizer, training.criterion,
+                               training.step, epoch)
         history["train_acc"].append(accuracy)
         history["train_losses"].append(loss)
-        run.scheduler.step()
+        training.scheduler.step()
 
 
 def test_resumed_run_ends_with_the_same_weights(mnist_train, tmp_path):
@@ -274,19 +274,21 @@ def test_the_record_of_a_run_is_written_and_read_by_one_module(tmp_path):
     model = Net()
     history = {"train_losses": [1.0, 0.5], "train_acc": [80.0, 90.0], "test_losses": [0.4, 0.2],
                "test_acc": [91.0, 95.5], "epoch_seconds": [3.0, 2.0]}
-    save_run(tmp_path / "run.pt", model, history, seed=3, fast=True, precision="bf16", cuda_graph=False,
-             train_seconds=5.5)
-    state = read_run(tmp_path / "run.pt")
+    recipe = Recipe(epochs=2, lr=0.05, scheduler="onecycle")
+    save_record(tmp_path / "run.pt", model, history, network="model:Net", recipe=recipe, seed=3, fast=True,
+                precision="bf16", cuda_graph=False, train_seconds=5.5)
+    state = read_record(tmp_path / "run.pt")
     assert {key: state[key] for key in ("epoch", "history", "test_accuracy", "seed", "fast", "precision",
-                                         "cuda_graph", "train_seconds")} == {
+                                         "cuda_graph", "train_seconds", "network", "parameters")} == {
         "epoch": 2, "history": history, "test_accuracy": 95.5, "seed": 3, "fast": True, "precision": "bf16",
-        "cuda_graph": False, "train_seconds": 5.5}
+        "cuda_graph": False, "train_seconds": 5.5, "network": "model:Net", "parameters": 593200}
+    assert Recipe(**state["recipe"]) == recipe
     weights = Net()
     load_checkpoint(tmp_path / "run.pt", weights)  # as predict.py and the demo read it
     assert all(torch.equal(a, b) for a, b in zip(weights.state_dict().values(), model.state_dict().values()))
     save_checkpoint(tmp_path / "weights.pt", model, epoch=2)
     with pytest.raises(CheckpointError) as error:
-        read_run(tmp_path / "weights.pt")
-    assert str(error.value) == (f"{tmp_path / 'weights.pt'} is not the record of an S5.ipynb run (it has no history, "
-                                "test_accuracy, seed, fast, precision, cuda_graph, train_seconds): read it with "
-                                "load_checkpoint, or run the notebook to make one")
+        read_record(tmp_path / "weights.pt")
+    assert str(error.value) == (f"{tmp_path / 'weights.pt'} is not the record of an S5.ipynb run (it has no network, "
+                                "parameters, recipe, history, test_accuracy, seed, fast, precision, cuda_graph, "
+                                "train_seconds): read it with load_checkpoint, or run the notebook to make one")

@@ -7,12 +7,23 @@ import torch.nn.functional as F
 import explain
 import pictures
 from checkpoint import load_checkpoint
-from helpers import ROOT
 import data
+import helpers
+import networks
+from helpers import ROOT
 from model import Net
 
-NET_FIELDS = [("conv1", "26x26", 3, 1), ("conv2", "24x24", 5, 1), ("pool1", "12x12", 6, 2), ("conv3", "10x10", 10, 2),
-              ("conv4", "8x8", 14, 2), ("pool2", "4x4", 16, 4), ("fc1", 50, 28, None), ("fc2", 10, 28, None)]
+# (layer, output shape, receptive field, jump) of each layer of Net, by hand from the original's table
+NET_FIELDS = [("conv1", (32, 26, 26), 3, 1), ("conv2", (64, 24, 24), 5, 1), ("pool1", (64, 12, 12), 6, 2),
+              ("conv3", (128, 10, 10), 10, 2), ("conv4", (256, 8, 8), 14, 2), ("pool2", (256, 4, 4), 16, 4),
+              ("fc1", (50,), 28, None), ("fc2", (10,), 28, None)]
+
+
+def square(rows):
+    """(layer, shape, rf, jump) of receptive_fields' rows, whose fields are square."""
+    for row in rows:
+        assert row["rf"][0] == row["rf"][1] and (row["jump"] is None or row["jump"][0] == row["jump"][1])
+    return [(r["layer"], r["shape"], r["rf"][0], r["jump"] and r["jump"][0]) for r in rows]
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +42,10 @@ def test_digits():
 @pytest.mark.quick
 def test_receptive_fields_of_net_come_from_its_layers():
     rows = explain.receptive_fields(Net())
-    assert [(r["layer"], r["output"], r["rf"], r["jump"]) for r in rows] == NET_FIELDS
-    table = explain.receptive_field_table(Net()).splitlines()
-    assert table[5].split() == ["conv4", "8x8", "14x14", "2"] and table[7].split() == ["fc1", "50", "28x28", "-"]
+    assert square(rows) == NET_FIELDS
+    assert [row["kind"] for row in rows] == ["conv", "conv", "pool", "conv", "conv", "pool", "linear", "linear"]
+    assert [row["params"] for row in rows] == [320, 18496, 0, 73856, 295168, 0, 204850, 510]
+    assert explain.last_convolution(rows)["layer"] == "conv4"
 
 
 def test_receptive_fields_of_another_network_with_stride_padding_dilation_and_pooling_modules():
@@ -42,10 +54,10 @@ def test_receptive_fields_of_another_network_with_stride_padding_dilation_and_po
                           nn.Flatten(), nn.Linear(8 * 4 * 4, 10))
     rows = explain.receptive_fields(other)
     # by hand: rf += (k - 1) * dilation * jump; jump *= stride; a module's name names the layer
-    assert [(r["layer"], r["output"], r["rf"], r["jump"]) for r in rows] == [
-        ("0", "28x28", 5, 1), ("1", "14x14", 6, 2), ("2", "6x6", 10, 4), ("4", "6x6", 26, 4), ("5", "4x4", 34, 4),
-        ("7", 10, 34 + 3 * 4, None)]
-    assert [r["start"] for r in rows[:5]] == [0.0, 0.5, 2.5, 2.5, 6.5]
+    assert [(name, shape[1:], rf, jump) for name, shape, rf, jump in square(rows)] == [
+        ("0", (28, 28), 5, 1), ("1", (14, 14), 6, 2), ("2", (6, 6), 10, 4), ("4", (6, 6), 26, 4), ("5", (4, 4), 34, 4),
+        ("7", (), 34 + 3 * 4, None)]
+    assert [r["start"][0] for r in rows[:5]] == [0.0, 0.5, 2.5, 2.5, 6.5]
 
 
 class Functional(nn.Module):
@@ -68,34 +80,102 @@ class Functional(nn.Module):
 def test_receptive_fields_of_functional_calls_by_keyword_and_by_position():
     rows = explain.receptive_fields(Functional())
     # by hand: rf += (k - 1) * dilation * jump; start += ((k - 1) * dilation / 2 - padding) * jump; jump *= stride
-    assert [(r["layer"], r["output"], r["rf"], r["jump"], r["start"]) for r in rows] == [
-        ("conv2d", "13x13", 5, 2, 1.0), ("pool1", "11x11", 13, 2, 3.0), ("conv2d", "11x11", 17, 2, 3.0),
-        ("pool2", "5x5", 21, 4, 5.0), ("pool3", "4x4", 25, 4, 7.0), ("conv2d", "2x2", 33, 4, 11.0)]
-    with pytest.raises(ValueError) as error:
-        explain.receptive_fields(nn.Sequential(nn.Conv2d(1, 2, 3, padding="same")))
-    assert str(error.value) == "receptive_fields cannot place padding='same'; use numbers"
+    assert [(r["layer"], r["shape"][1:], r["rf"][0], r["jump"][0], r["start"][0]) for r in rows] == [
+        ("conv1", (13, 13), 5, 2, 1.0), ("pool1", (11, 11), 13, 2, 3.0), ("conv2", (11, 11), 17, 2, 3.0),
+        ("pool2", (5, 5), 21, 4, 5.0), ("pool3", (4, 4), 25, 4, 7.0), ("conv3", (2, 2), 33, 4, 11.0)]
+    same = explain.receptive_fields(nn.Sequential(nn.Conv2d(1, 2, 3, padding="same"), nn.Conv2d(2, 2, 4, padding="same")))
+    # 'same' pads (k - 1) // 2 before: 1 for a 3x3, 1 for a 4x4 (and 2 after it)
+    assert [(r["rf"], r["start"], r["shape"]) for r in same] == [((3, 3), (0.0, 0.0), (2, 28, 28)),
+                                                                 ((6, 6), (0.5, 0.5), (2, 28, 28))]
 
 
-def test_a_units_box_is_exactly_the_pixels_that_can_change_it():
-    """The box from the geometry against autograd: over many random inputs, the input pixels with a nonzero
-    gradient for one unit fill exactly its box (a max-pool passes one pixel per window each time)."""
+def with_positive_weights(model):
+    """The network in float64 and eval mode, every weight and bias in [0.5, 1]: no path through it is cut by a
+    zero (each ReLU passes, each batch norm scales up), so a pixel can change every unit its paths reach."""
     torch.manual_seed(0)
-    model = Net().double()
+    model = model.double().eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.uniform_(0.5, 1.0)
+    return model
+
+
+def reached(model):
+    """{layer: (28, 28, height, width) bool}: which input pixels change which unit of each layer (any of its
+    channels), measured: 784 copies of one image, each with one pixel raised by 1e12, through one forward pass.
+    A linear layer counts as one unit (1, 1) that sees what any of its outputs sees."""
+    base = torch.rand(1, 1, 28, 28, dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.5
+    images = base.repeat(785, 1, 1, 1)
+    images[1:].view(784, 784)[torch.arange(784), torch.arange(784)] += 1e12
+    with torch.no_grad():
+        rows = explain._walk(model, networks.trace(model, images), images)
+    found = {}
+    for row in rows:
+        output = row["output"].reshape(785, row["output"].shape[1], -1) if row["output"].dim() == 4 else \
+            row["output"].reshape(785, -1, 1)
+        changed = (output[1:] != output[:1]).any(dim=1)  # (784, units)
+        shape = row["output"].shape[-2:] if row["output"].dim() == 4 else (1, 1)
+        found[row["layer"]] = changed.view(28, 28, *shape)
+    return found
+
+
+ARCHITECTURES = {"model:Net": Net, **helpers.OTHER_NETWORKS}
+
+
+@pytest.mark.parametrize("network", ARCHITECTURES)
+def test_every_units_receptive_field_is_the_box_of_pixels_that_can_change_it(network):
+    """The table's field against a measurement, for every unit of every layer: the input pixels that change a unit
+    fill exactly the box receptive_field_box gives it (clipped to the image: padding is not input)."""
+    model = with_positive_weights(ARCHITECTURES[network]())
     fields = {row["layer"]: row for row in explain.receptive_fields(model)}
-    for layer, unit in [("conv1", (0, 0)), ("conv2", (10, 3)), ("pool1", (11, 0)), ("conv3", (4, 7)),
-                        ("conv4", (0, 0)), ("conv4", (7, 7)), ("conv4", (3, 5)), ("pool2", (1, 2))]:
-        # 40 inputs in one batch: each output depends on its own image only, so the gradient of their sum
-        # holds each unit's gradient in its image's slot
-        images = torch.randn(40, 1, 28, 28, dtype=torch.float64, requires_grad=True)
-        units = explain.activations(model, images)[layer][:, :, unit[0], unit[1]]
-        strongest = units.gather(1, units.abs().argmax(dim=1, keepdim=True))
-        grad, = torch.autograd.grad(strongest.sum(), images)
-        reached = (grad[:, 0] != 0).any(dim=0)
-        rows, cols = reached.nonzero().unbind(1)
-        top, left, bottom, right = explain.receptive_field_box(fields[layer], *unit)
-        assert (rows.min(), cols.min(), rows.max(), cols.max()) == (top, left, bottom, right), layer
-        assert reached.sum() == (bottom - top + 1) * (right - left + 1), layer  # the whole box, not its outline
-    assert explain.receptive_field_box(fields["conv4"], 3, 5) == (6, 10, 19, 23)  # 14x14 inside the image
+    measured = reached(model)
+    assert list(measured) == list(fields)
+    ys, xs = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
+    for layer, changes in measured.items():
+        height, width = changes.shape[2:]
+        for row in range(height):
+            for col in range(width):
+                pixels = changes[:, :, row, col]
+                assert pixels.any(), (layer, row, col)
+                box = (ys[pixels].min().item(), xs[pixels].min().item(), ys[pixels].max().item(), xs[pixels].max().item())
+                assert box == explain.receptive_field_box(fields[layer], row, col), (network, layer, row, col)
+                top, left, bottom, right = box
+                assert pixels.sum().item() == (bottom - top + 1) * (right - left + 1), (layer, row, col)  # whole box
+    print(f"{network}: {len(measured)} layers, {sum(c.shape[2] * c.shape[3] for c in measured.values())} units")
+
+
+class Branches(nn.Module):
+    """A wide and a tall branch, joined: each unit reads a cross, a 1x7 row and a 7x1 column."""
+
+    def __init__(self):
+        super().__init__()
+        self.wide, self.tall = nn.Conv2d(1, 2, (1, 7), padding=(0, 3)), nn.Conv2d(1, 2, (7, 1), padding=(3, 0))
+
+    def forward(self, x):
+        return torch.cat([self.wide(x), self.tall(x)], dim=1).mean(dim=(2, 3))
+
+
+def test_a_merge_of_branches_of_other_shapes_reads_the_union_of_their_boxes():
+    """Where a unit's pixels do not fill its box, after a merge of branches that read differently shaped fields:
+    the box is still their bounding box, and the pixels are exactly the union of the branches' boxes."""
+    model = with_positive_weights(Branches())
+    fields = {row["layer"]: row for row in explain.receptive_fields(model)}
+    measured = reached(model)["cat1"]
+    pictures_of = {}
+    for name in ("wide", "tall"):
+        pictures_of[name] = torch.zeros(28, 28, 28, 28, dtype=torch.bool)
+        for row in range(28):
+            for col in range(28):
+                top, left, bottom, right = explain.receptive_field_box(fields[name], row, col)
+                pictures_of[name][top:bottom + 1, left:right + 1, row, col] = True
+    assert torch.equal(measured, pictures_of["wide"] | pictures_of["tall"])
+    assert fields["wide"]["rf"] == (1, 7) and fields["tall"]["rf"] == (7, 1) and fields["cat1"]["rf"] == (7, 7)
+    assert measured[:, :, 13, 13].sum() == 13  # a cross in its 7x7 box
+    ys, xs = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
+    for row, col in ((0, 0), (0, 13), (27, 27)):
+        pixels = measured[:, :, row, col]
+        box = (ys[pixels].min().item(), xs[pixels].min().item(), ys[pixels].max().item(), xs[pixels].max().item())
+        assert box == explain.receptive_field_box(fields["cat1"], row, col)
 
 
 @pytest.mark.quick
@@ -133,8 +213,8 @@ def test_the_default_attribution_is_faithful_by_deletion(shipped, test_digits):
     left, random_left = explain.deletion_test(shipped, images, labels, maps)
     assert left <= 0.30 and left < random_left - 0.3, (left, random_left)
     gradcam_left, _ = explain.deletion_test(shipped, images, labels,
-                                            explain.attribution(shipped, images, labels, "gradcam_conv4"))
-    assert gradcam_left > random_left  # Grad-CAM on conv4 is worse than chance here
+                                            explain.attribution(shipped, images, labels, "gradcam"))
+    assert gradcam_left > random_left  # Grad-CAM on conv4, the last, is worse than chance here
 
 
 def test_deletion_test_deletes_what_it_says(shipped, test_digits):
@@ -166,11 +246,12 @@ def test_integrated_gradients_start_from_the_black_background(shipped, test_digi
 @pytest.mark.quick
 def test_the_receptive_field_table_prints_each_layer_as_receptive_fields_gives_it():
     lines = explain.receptive_field_table(Net()).splitlines()
-    assert lines[0] == "layer     output  receptive field  jump"
-    assert lines[1] == "conv1      26x26              3x3     1"
-    assert lines[5] == "conv4        8x8            14x14     2"
-    assert lines[7] == "fc1           50            28x28     -"
-    assert [line.split()[0] for line in lines[1:]] == [layer for layer, *_ in NET_FIELDS]
+    assert lines[0] == "layer  kind            output  receptive field   jump    params"
+    assert lines[1] == "conv1  conv          32x26x26              3x3    1x1       320"
+    assert lines[5] == "conv4  conv           256x8x8            14x14    2x2   295,168"
+    assert lines[7] == "fc1    linear              50            28x28      -   204,850"
+    assert lines[9] == "total parameters: 593,200"
+    assert [line.split()[0] for line in lines[1:9]] == [layer for layer, *_ in NET_FIELDS]
 
 
 @pytest.mark.quick
@@ -180,9 +261,9 @@ def test_the_feature_map_plot_shows_each_layers_grid_after_its_relu(shipped, tes
     with torch.no_grad():
         maps = explain.activations(shipped, digit.unsqueeze(0))
     assert len(figure.axes) == 4
-    for ax, (layer, output, rf, _), channels in zip(figure.axes, NET_FIELDS[:2] + NET_FIELDS[3:5], (32, 64, 128, 256)):
-        assert ax.get_title() == (f"{layer}: {output} maps, the 8 most active of {channels}; each unit sees {rf}x{rf} "
-                                  "input pixels")
+    for ax, (layer, shape, rf, _) in zip(figure.axes, NET_FIELDS[:2] + NET_FIELDS[3:5]):
+        assert ax.get_title() == (f"{layer}: {shape[1]}x{shape[2]} maps, the 8 most active of {shape[0]}; each unit "
+                                  f"sees {rf}x{rf} input pixels")
         assert (ax.get_images()[0].get_array() == pictures.feature_map_grid(maps[layer][0])[0]).all()
     matplotlib.pyplot.close(figure)
 

@@ -6,22 +6,24 @@ import re
 import pytest
 import torch
 
-pytest.importorskip("onnxruntime", reason="the export's packages are not installed: pip install -r requirements-export.txt")
-pytest.importorskip("onnxscript", reason="the export's packages are not installed: pip install -r requirements-export.txt")
+pytest.importorskip("onnxruntime", reason="the export's packages are not installed: pip install -r requirements/export.txt")
+pytest.importorskip("onnxscript", reason="the export's packages are not installed: pip install -r requirements/export.txt")
 
 import export  # noqa: E402
+import networks  # noqa: E402
 import predict  # noqa: E402
-from helpers import ROOT, help_words  # noqa: E402
+from helpers import OTHER_NETWORKS, ROOT, help_words  # noqa: E402
 
 PAGE_MODEL = os.path.join(ROOT, "web", "s5_net.onnx")
 
 
 @pytest.fixture(scope="module")
 def test_images():
-    return export.mnist_test_images()
+    return export.mnist_test_pixels()
 
 
 def test_the_page_s_model_gives_the_shipped_weights_answers_on_the_test_set(test_images):
+    assert test_images.shape == (10000, 1, 28, 28) and test_images.min() == 0 and test_images.max() == 1
     agree, count, largest = export.parity(PAGE_MODEL, predict.load_model(), test_images)
     assert (agree, count) == (10000, 10000)
     assert largest < 1e-4
@@ -29,18 +31,34 @@ def test_the_page_s_model_gives_the_shipped_weights_answers_on_the_test_set(test
           f"difference {largest:.1e}")
 
 
+@pytest.mark.parametrize("network", OTHER_NETWORKS)
+def test_networks_of_other_kinds_export_with_their_answers_on_every_test_image(network, tmp_path, test_images):
+    """Batch norm, dropout and global average pooling; residual adds; strided, dilated and concatenated maps:
+    each exported, then ONNX Runtime against PyTorch on all 10,000 MNIST test images."""
+    torch.manual_seed(0)
+    model = networks.build(network).eval()
+    for module in model.modules():  # batch norm's running statistics, as after training, not its defaults
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    export.export_onnx(model, str(tmp_path / "net.onnx"))
+    agree, count, largest = export.parity(str(tmp_path / "net.onnx"), model, test_images)
+    assert (agree, count) == (10000, 10000) and largest < 1e-4, (agree, largest)
+    print(f"{network}: {agree} of {count} answers the same, largest difference {largest:.1e}")
+
+
 def test_an_export_of_other_weights_gives_their_answers(tmp_path, test_images, capsys, monkeypatch):
     torch.manual_seed(0)
-    model = predict.Net().eval()  # untrained: different weights from the page's, so a stale file would show
+    model = networks.build().eval()  # untrained: different weights from the page's, so a stale file would show
     weights = tmp_path / "weights.pt"
     torch.save(model.state_dict(), weights)
     monkeypatch.chdir(tmp_path)  # with no --output, my_s5_net.onnx in the working folder
     assert export.main(["--checkpoint", str(weights), "--check"]) == 0
     wrote, checked = capsys.readouterr().out.splitlines()
     output = tmp_path / "my_s5_net.onnx"
-    assert wrote == f"wrote my_s5_net.onnx ({os.path.getsize(output):,} bytes) from {weights}"
+    assert wrote == f"wrote my_s5_net.onnx ({os.path.getsize(output):,} bytes) of model:Net from {weights}"
     assert re.fullmatch(r"onnxruntime and PyTorch give the same answer on 10000 of 10000 MNIST test images; "
-                        r"largest difference of any log-probability \d\.\de-\d\d", checked), checked
+                        r"largest difference of any score \d\.\de-\d\d", checked), checked
     agree, count, largest = export.parity(str(output), model, test_images[:2000])
     assert (agree, count) == (2000, 2000) and largest < 1e-4
     batch = export.run_onnx(str(output), test_images[:3].numpy())  # any batch size
@@ -52,7 +70,8 @@ def test_the_help_names_each_option_and_its_default(capsys):
     words = help_words(export, capsys)
     assert "--output OUTPUT the ONNX file to write (default: my_s5_net.onnx)" in words
     assert "--check compare with PyTorch on the MNIST test set" in words
-    assert f"--checkpoint CHECKPOINT the weights to use (default: {predict.DEFAULT_WEIGHTS})" in words
+    assert "--network NETWORK the network's class, as module:Class (default: model:Net)" in words
+    assert "--checkpoint CHECKPOINT its weights (default: the shipped s5_net.pt, which are model:Net's)" in words
 
 
 @pytest.mark.quick

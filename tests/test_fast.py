@@ -1,3 +1,4 @@
+import copy
 import os
 import platform
 
@@ -10,11 +11,11 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD
-from fast import (DeviceLoader, PRECISIONS, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation,
-                  fast_amp_dtype, FastPath, grad_scaler, keep_freed_memory, prepare_fast, sgd, uses_cuda_graph)
+from fast import (DeviceLoader, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation, fast_amp_dtype,
+                  FastPath, grad_scaler, keep_freed_memory, prepare_fast, uses_cuda_graph)
 from model import Net
-from utils import test as evaluate  # pytest would collect a function named test
-from utils import train
+from training import PRECISIONS, Recipe, Step, Training, train
+from training import test as evaluate  # pytest would collect a function named test
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -203,8 +204,9 @@ def test_each_precision_trains_on_this_cpu(mnist_test, precision):
     exact = nn.CrossEntropyLoss()(model(batches[0][0]), batches[0][1]).item()
     # the same loss as float32, to within the dtype's precision (bf16 keeps 8 bits of mantissa, fp16 11)
     assert low == pytest.approx(exact, rel={"fp32": 0, "bf16": 0.03, "fp16": 0.005}[precision])
-    accuracy, loss = train(model, "cpu", batches, optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
-                           nn.CrossEntropyLoss(), amp_dtype, 1, scaler)
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step = Step(model, "cpu", optimizer, nn.CrossEntropyLoss(), amp_dtype, scaler)
+    accuracy, loss = train(model, "cpu", batches, optimizer, nn.CrossEntropyLoss(), step, 1)
     assert 0 < loss < 10 and 0 <= accuracy <= 100
     assert model.conv1.weight.dtype == torch.float32  # the weights stay float32 in every precision
     assert not torch.equal(model.conv1.weight, before)  # it took its steps
@@ -216,8 +218,9 @@ def test_train_on_cuda_in_its_precision(mnist_test):
     capability = torch.cuda.get_device_capability()
     assert amp_dtype is (torch.bfloat16 if capability >= (8, 0) else torch.float16)
     loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1024)), 256, "cuda", train=True)
-    accuracy, loss = train(model, "cuda", loader, optim.SGD(model.parameters(), lr=0.01, momentum=0.9),
-                           nn.CrossEntropyLoss(), amp_dtype, 1, grad_scaler("cuda", amp_dtype))
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    step = Step(model, "cuda", optimizer, nn.CrossEntropyLoss(), amp_dtype, grad_scaler("cuda", amp_dtype))
+    accuracy, loss = train(model, "cuda", loader, optimizer, nn.CrossEntropyLoss(), step, 1)
     assert 0 <= accuracy <= 100 and 0 < loss < 10
 
 
@@ -226,32 +229,54 @@ def test_a_non_finite_loss_on_cuda_names_the_batch(mnist_test):
     model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
     batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(512)), 64, "cuda"))
     batches[5][0][0, 0, 5, 5] = float("nan")
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     with pytest.raises(FloatingPointError, match="nan at epoch 4, batch 5"):
-        train(model, "cuda", batches, optim.SGD(model.parameters(), lr=0.01, momentum=0.9), nn.CrossEntropyLoss(),
-              amp_dtype, 4)
+        train(model, "cuda", batches, optimizer, nn.CrossEntropyLoss(),
+              Step(model, "cuda", optimizer, nn.CrossEntropyLoss(), amp_dtype), 4)
 
 
-def test_cuda_graphs_only_where_the_step_needs_no_host_decision():
-    assert uses_cuda_graph("cuda", torch.bfloat16) and uses_cuda_graph("cuda", None)
-    assert not uses_cuda_graph("cuda", torch.float16)  # the gradient scaler skips steps from the host
-    assert not uses_cuda_graph("cpu", None) and not uses_cuda_graph("mps", None)
-    plain = sgd(Net().parameters(), lr=0.01, momentum=0.9)
-    assert plain.param_groups[0]["lr"] == 0.01 and not plain.param_groups[0]["fused"]
+class WithBatchNormAndDropout(nn.Module):
+    """A network of the next assignment's kind: batch norm, dropout, padding, a 1x1 and a strided convolution,
+    a residual add and global average pooling."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU())
+        self.branch = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.Dropout(0.1))
+        self.down = nn.Conv2d(8, 12, 3, stride=2)
+        self.squeeze = nn.Conv2d(12, 10, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.branch(x)
+        return nn.functional.adaptive_avg_pool2d(self.squeeze(torch.relu(self.down(x))), 1).flatten(1)
 
 
-def test_fast_sgd_is_the_recipes_sgd_and_its_graph_form_keeps_the_learning_rate_in_a_tensor():
-    """What CudaGraphSteps needs from fast.sgd, checked on the CPU: the same steps as optim.SGD with momentum,
-    and for a graph a fused SGD whose learning rate is a tensor that StepLR fills in place."""
+def test_cuda_graphs_only_where_the_step_has_been_shown_to_replay_faithfully():
+    recipe = Recipe()
+    assert uses_cuda_graph("cuda", torch.bfloat16, Net(), recipe) and uses_cuda_graph("cuda", None, Net(), recipe)
+    assert not uses_cuda_graph("cuda", torch.float16, Net(), recipe)  # the gradient scaler skips steps from the host
+    assert not uses_cuda_graph("cpu", None, Net(), recipe) and not uses_cuda_graph("mps", None, Net(), recipe)
+    assert not uses_cuda_graph("cuda", None, WithBatchNormAndDropout(), recipe)  # fresh masks, running statistics
+    assert not uses_cuda_graph("cuda", None, Net(), Recipe(scheduler="onecycle"))
+    assert not uses_cuda_graph("cuda", None, Net(), Recipe(optimizer="adam"))
+
+
+def test_the_recipes_sgd_in_its_graph_form_steps_as_plain_sgd_and_keeps_the_learning_rate_in_a_tensor():
+    """What CudaGraphSteps needs from Recipe.make_optimizer, checked on the CPU: the same steps as optim.SGD with
+    momentum, and for a graph a fused SGD whose learning rate is a tensor that StepLR fills in place."""
     torch.manual_seed(0)
     models = [Net() for _ in range(3)]
     for model in models[1:]:
         model.load_state_dict(models[0].state_dict())
+    recipe = Recipe(step_size=1, gamma=0.5)
     optimizers = [optim.SGD(models[0].parameters(), lr=0.01, momentum=0.9),
-                  sgd(models[1].parameters(), lr=0.01, momentum=0.9),
-                  sgd(models[2].parameters(), lr=0.01, momentum=0.9, cuda_graph=True)]
+                  recipe.make_optimizer(models[1].parameters()),
+                  recipe.make_optimizer(models[2].parameters(), lr_tensor=True)]
+    assert optimizers[1].param_groups[0]["lr"] == 0.01 and not optimizers[1].param_groups[0]["fused"]
     lr = optimizers[2].param_groups[0]["lr"]
     assert isinstance(lr, torch.Tensor) and optimizers[2].param_groups[0]["fused"]
-    schedulers = [optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=0.5) for optimizer in optimizers]
+    schedulers = [recipe.make_scheduler(optimizer, 1) for optimizer in optimizers]
     images, targets = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     for _ in range(3):
         for model, optimizer, scheduler in zip(models, optimizers, schedulers):
@@ -265,10 +290,10 @@ def test_fast_sgd_is_the_recipes_sgd_and_its_graph_form_keeps_the_learning_rate_
             torch.testing.assert_close(p, q)
 
 
-def one_epoch(run, device, epoch=1):
+def one_epoch(training, device, epoch=1):
     """One epoch as the notebook runs it, from what the door gave."""
-    return train(run.model, device, run.train_batches, run.optimizer, run.criterion, run.amp_dtype, epoch, run.scaler,
-                 run.train_step)
+    return train(training.model, device, training.batches, training.optimizer, training.criterion, training.step,
+                 epoch)
 
 
 @pytest.mark.quick
@@ -276,28 +301,86 @@ def test_the_door_gives_the_training_loop_everything_with_the_recipe_it_was_give
     torch.manual_seed(0)
     path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), torch.utils.data.Subset(mnist_test, range(100)),
                     "cpu", 64)
-    run = path.training(Net(), lr=0.02, momentum=0.8, step_size=3, gamma=0.5, precision="fp32")
-    assert run.train_loader is path.train_loader and run.test_loader is path.test_loader  # the sample cell's loader
-    assert run.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert run.amp_dtype is None and run.precision == "fp32" and not run.scaler.is_enabled()
-    assert run.train_step is None and run.train_batches is run.train_loader  # no CUDA graph on a CPU
-    assert run.train_loader.train and len(run.train_loader) == 4 and run.train_loader.images.shape[0] == 256
-    assert not run.test_loader.train and len(run.test_loader) == 2
-    group = run.optimizer.param_groups[0]
-    assert (group["lr"], group["momentum"]) == (0.02, 0.8)
-    assert group["params"] == list(run.model.parameters())
-    assert (run.scheduler.step_size, run.scheduler.gamma) == (3, 0.5)
-    assert isinstance(run.criterion, nn.CrossEntropyLoss)
-    before = run.model.conv1.weight.detach().clone()
-    accuracy, loss = one_epoch(run, "cpu")
-    assert not torch.equal(before, run.model.conv1.weight) and 0 < accuracy <= 100 and loss > 0
-    evaluate(run.model, "cpu", run.test_loader, run.criterion, amp_dtype=run.amp_dtype)
+    training = path.training(Net(), Recipe(lr=0.02, momentum=0.8, step_size=3, gamma=0.5), precision="fp32")
+    assert training.test_loader is path.test_loader  # the sample cell's loaders are the ones trained on
+    assert training.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
+    assert training.amp_dtype is None and training.precision == "fp32" and not training.cuda_graph
+    step = training.step
+    assert isinstance(step, Step) and training.batches is path.train_loader  # no CUDA graph on a CPU
+    assert step.scaler is not None and not step.scaler.is_enabled() and step.scheduler is None  # StepLR: per epoch
+    assert step.model is training.model and step.optimizer is training.optimizer and step.criterion is training.criterion
+    assert path.train_loader.train and len(path.train_loader) == 4 and path.train_loader.images.shape[0] == 256
+    assert not path.test_loader.train and len(path.test_loader) == 2
+    group = training.optimizer.param_groups[0]
+    assert (group["lr"], group["momentum"]) == (0.02, 0.8) and isinstance(training.optimizer, optim.SGD)
+    assert group["params"] == list(training.model.parameters())
+    assert (training.scheduler.step_size, training.scheduler.gamma) == (3, 0.5)
+    assert isinstance(training.criterion, nn.CrossEntropyLoss)
+    before = training.model.conv1.weight.detach().clone()
+    accuracy, loss = one_epoch(training, "cpu")
+    assert not torch.equal(before, training.model.conv1.weight) and 0 < accuracy <= 100 and loss > 0
+    evaluate(training.model, "cpu", training.test_loader, training.criterion, amp_dtype=training.amp_dtype)
     for _ in range(3):
-        run.scheduler.step()
+        training.scheduler.step()
     assert group["lr"] == pytest.approx(0.01)
-    bf16 = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64).training(
-        Net(), lr=0.01, momentum=0.9, step_size=15, gamma=0.1, precision="bf16")
-    assert bf16.amp_dtype == torch.bfloat16 and bf16.precision == "bf16" and bf16.test_loader is None
+    for precision, dtype, scaled in (("bf16", torch.bfloat16, False), ("fp16", torch.float16, True)):
+        other = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64).training(
+            Net(), Recipe(), precision=precision)
+        assert other.amp_dtype == dtype == other.step.amp_dtype and other.precision == precision
+        assert other.step.scaler.is_enabled() is scaled and other.test_loader is None  # fp16 needs its scaler
+
+
+@pytest.mark.quick
+def test_adam_and_onecycle_reach_the_step_which_moves_the_learning_rate_every_batch(mnist_train):
+    path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 64)
+    recipe = Recipe(epochs=2, optimizer="adam", lr=0.003, scheduler="onecycle")
+    training = path.training(WithBatchNormAndDropout(), recipe, precision="fp32")
+    assert isinstance(training.optimizer, optim.Adam) and training.step.scheduler is training.scheduler
+    rates = []
+    for _ in range(2):
+        one_epoch(training, "cpu")
+        rates.append(training.optimizer.param_groups[0]["lr"])
+    assert training.scheduler.last_epoch == 8  # one scheduler step per batch: 2 epochs of 4 batches
+    assert rates[1] < rates[0] < 0.003  # past its peak, annealing to the end
+
+
+@pytest.mark.quick
+def test_batch_norm_networks_keep_the_plain_layout_on_the_cpu_and_learn_their_statistics(mnist_train):
+    torch.manual_seed(0)
+    path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), torch.utils.data.Subset(mnist_train, range(64)),
+                    "cpu", 64)
+    training = path.training(WithBatchNormAndDropout(), Recipe(lr=0.05), precision="fp32")
+    weight = training.model.branch[0].weight  # 8 -> 8 channels: the two layouts differ
+    assert weight.is_contiguous() and not weight.is_contiguous(memory_format=torch.channels_last)
+    statistics = training.model.stem[1].running_mean.clone()
+    one_epoch(training, "cpu")
+    assert not torch.equal(statistics, training.model.stem[1].running_mean)  # the running statistics were updated
+    evaluate(training.model, "cpu", training.test_loader, training.criterion)
+    assert not training.model.training  # tested in eval mode: the running statistics, no dropout
+    one_epoch(training, "cpu")
+    assert training.model.training
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("network", [Net, WithBatchNormAndDropout])
+def test_the_fast_path_step_gives_the_seed_pipelines_losses(mnist_train, network, precision):
+    """The same network, weights and batches, stepped by the seed pipeline's plain Step and by the fast path's:
+    the same losses, step after step, within the precision's tolerance (dropout switched off, so that both see
+    one network)."""
+    torch.manual_seed(0)
+    model = network()
+    for module in model.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_train, range(192)), 64, "cpu", train=True))
+    plain = Training.plain(copy.deepcopy(model), "cpu", batches, None, Recipe(lr=0.05))
+    fast = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64).training(
+        copy.deepcopy(model), Recipe(lr=0.05), precision)
+    losses = [[training.step(batch)[0].item() for batch in batches] for training in (plain, fast)]
+    assert losses[0][0] == pytest.approx(losses[1][0], rel={"fp32": 1e-5, "bf16": 0.03}[precision])
+    assert losses[0] == pytest.approx(losses[1], rel={"fp32": 1e-4, "bf16": 0.05}[precision])
+    assert losses[0][2] < losses[0][0]  # and they learn
 
 
 @pytest.mark.quick
@@ -305,35 +388,34 @@ def test_the_same_seed_gives_the_same_fast_run(mnist_train):
     weights = []
     for _ in range(2):
         torch.manual_seed(7)
-        run = FastPath(torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 64).training(
-            Net(), lr=0.01, momentum=0.9, step_size=15, gamma=0.1)
-        one_epoch(run, "cpu")
-        weights.append(run.model.state_dict())
+        training = FastPath(torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 64).training(Net(), Recipe())
+        one_epoch(training, "cpu")
+        weights.append(training.model.state_dict())
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
 
 
 def graphed_run(data, batch_size, seed=0):
     torch.manual_seed(seed)
-    run = FastPath(data, None, "cuda", batch_size).training(Net(), lr=0.01, momentum=0.9, step_size=1, gamma=0.0)
-    assert run.train_step is not None and run.train_batches is not run.train_loader
-    return run
+    training = FastPath(data, None, "cuda", batch_size).training(Net(), Recipe(step_size=1, gamma=0.0))
+    assert training.cuda_graph and training.step is training.batches
+    return training
 
 
 @needs_cuda
 def test_a_cuda_graph_replay_draws_fresh_augmentation_and_follows_the_learning_rate(mnist_train):
     run = graphed_run(torch.utils.data.Subset(mnist_train, range(2048 + 100)), 256)  # StepLR: lr 0 after an epoch
     one_epoch(run, "cuda")  # warm-up, capture, replays
-    steps, model = run.train_batches, run.model
+    steps, model = run.batches, run.model
     assert steps.graph is not None
     indices = next(iter(steps))
-    run.train_step(indices)
+    run.step(indices)
     first, weights = steps.data.clone(), model.conv1.weight.detach().clone()
-    run.train_step(indices)
+    run.step(indices)
     assert not torch.equal(first, steps.data)  # the same images, new angles and crops
     assert not torch.equal(weights, model.conv1.weight)  # and the replay took a step
     run.scheduler.step()  # learning rate 0: StepLR fills the tensor the graph reads
     weights = model.conv1.weight.detach().clone()
-    run.train_step(indices)
+    run.step(indices)
     assert torch.equal(weights, model.conv1.weight)
 
 
@@ -357,12 +439,12 @@ def test_augmentation_draws_inside_a_cuda_graph_cover_the_recipe_at_every_replay
 @needs_cuda
 def test_a_cuda_graph_replay_is_the_recipes_sgd_step_on_the_batch_it_augmented(mnist_train):
     run = graphed_run(torch.utils.data.Subset(mnist_train, range(2048 + 96)), 512)
-    model, amp_dtype, optimizer, steps = run.model, run.amp_dtype, run.optimizer, run.train_batches
+    model, amp_dtype, optimizer, steps = run.model, run.amp_dtype, run.optimizer, run.batches
     assert len(steps) == 5  # the last batch, of 96, runs eagerly
     one_epoch(run, "cuda")
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
-    run.train_step(next(iter(steps)))
+    run.step(next(iter(steps)))
     reference = prepare_fast(Net().to("cuda"), "cuda")[0]
     reference.load_state_dict(before)
     plain = optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)

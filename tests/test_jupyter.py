@@ -13,7 +13,7 @@ import pytest
 
 from helpers import CHROMIUM, copy_of_repository, free_port
 
-pytest.importorskip("jupyterlab", reason="JupyterLab is not installed: pip install -r requirements-dev.txt")
+pytest.importorskip("jupyterlab", reason="JupyterLab is not installed: pip install -r requirements/dev.txt")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")
 
 SHORT_RUN = {"epochs": "1", "subset": "512", "batch_size": "128"}  # four batches, so that the bar has steps

@@ -7,7 +7,7 @@ import nbformat
 import papermill
 import pytest
 
-from checkpoint import read_run
+from checkpoint import read_record
 from helpers import BAR, DATA_DIR, FINAL, ROOT, check_executed, outputs_of, outputs_text
 
 NOTEBOOK = os.path.join(ROOT, "S5.ipynb")
@@ -49,10 +49,11 @@ def test_the_original_notebook_cells_run_against_the_modules(tmp_path):
 def test_the_fast_path_notebook_runs_headless(tmp_path):
     weights = tmp_path / "weights.pt"
     papermill.execute_notebook(NOTEBOOK, str(tmp_path / "out.ipynb"), cwd=ROOT, progress_bar=False,
-                               parameters={"epochs": 2, "subset": 1024, "fast": True, "weights_path": str(weights)})
+                               parameters={"recipe": {"epochs": 2}, "subset": 1024, "fast": True,
+                                           "weights_path": str(weights)})
     executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
     epochs, accuracy = check_executed(executed, fast=True, epochs=2)
-    state = read_run(weights)
+    state = read_record(weights)
     assert epochs == "2" and state["epoch"] == 2 and f"{state['test_accuracy']:.2f}" == accuracy
     assert len(state["history"]["test_acc"]) == 2 and len(state["history"]["epoch_seconds"]) == 2
 

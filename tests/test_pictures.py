@@ -8,6 +8,8 @@ from PIL import Image, ImageDraw
 
 import pictures
 from data import MNIST_MEAN, MNIST_STD
+from pictures import plot_confusion_matrix, plot_loss
+from training import per_class_accuracy
 
 TILE, SCALE, RED = pictures.TILE, pictures.SCALE, list(pictures.RED)
 
@@ -155,3 +157,40 @@ def test_a_click_on_the_top_row_of_pixels_is_on_the_maps():
     assert pictures.unit_at(TILE + 1, 0, 8) == (1, 0, 0)
     assert pictures.unit_at(0, TILE - 0.5, 8) == (0, 7, 0)
     assert pictures.unit_at(0, TILE, 8) is None  # the first row of the channel numbers
+
+
+def test_the_confusion_matrix_picture_shows_readable_counts_beside_each_digits_accuracy():
+    matrix = torch.diag(torch.full((10,), 1000))
+    matrix[3, 5] = 20  # twenty threes read as fives
+    figure = plot_confusion_matrix(matrix)
+    ax, bar = figure.axes
+    assert tuple(figure.get_size_inches()) == (14, 6)
+    assert ax.get_subplotspec().get_gridspec().get_width_ratios() == [3, 2]
+    assert ax.get_images()[0].get_cmap().name == "Blues"
+    assert np.allclose(ax.get_images()[0].get_array(), matrix.float().log1p().numpy())
+    texts = {tuple(t.get_position()): t for t in ax.texts}
+    # on a log scale, white on the dark cells (above half the darkest), black elsewhere
+    assert texts[(3, 3)].get_text() == "1000" and texts[(3, 3)].get_color() == "white"
+    assert texts[(5, 3)].get_text() == "20" and texts[(5, 3)].get_color() == "black"
+    assert texts[(0, 3)].get_text() == "0" and texts[(0, 3)].get_color() == "black"
+    assert all((t.get_ha(), t.get_va(), t.get_fontsize()) == ("center", "center", 8) for t in ax.texts)
+    assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted digit", "true digit",
+                                                                   "Confusion matrix (test set)")
+    assert list(ax.get_xticks()) == list(range(10)) and list(ax.get_yticks()) == list(range(10))
+    assert [round(p.get_width(), 2) for p in bar.patches] == [100.0] * 3 + [98.04] + [100.0] * 6
+    assert bar.texts[3].get_text() == " 98.04%" and bar.texts[3].get_position() == (pytest.approx(98.04, abs=0.01), 3)
+    assert bar.get_xlim() == pytest.approx((96.04, 100.5), abs=0.01) and bar.yaxis_inverted()
+    assert list(bar.get_yticks()) == list(range(10))
+    assert (bar.get_xlabel(), bar.get_title()) == ("accuracy (%)", "Accuracy per digit")
+    matplotlib.pyplot.close(figure)
+    assert per_class_accuracy(torch.zeros(10, 10, dtype=torch.int64)).tolist() == [0.0] * 10  # no sample: no error
+    assert per_class_accuracy(torch.eye(10, dtype=torch.int64)).tolist() == [100.0] * 10
+
+
+def test_plot_loss_has_the_four_titled_axes():
+    figure = plot_loss([1.0, 0.5], [80.0, 90.0], [0.6, 0.4], [85.0, 95.0])
+    assert [ax.get_title() for ax in figure.axes] == ["Training Loss", "Training Accuracy", "Test Loss", "Test Accuracy"]
+    assert list(figure.axes[3].lines[0].get_ydata()) == [85.0, 95.0]
+    assert [ax.get_xlabel() for ax in figure.axes] == ["epoch"] * 4
+    assert tuple(figure.get_size_inches()) == (15, 10)  # the original's figure
+    matplotlib.pyplot.close(figure)

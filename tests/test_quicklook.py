@@ -8,10 +8,10 @@ import nbformat
 import pytest
 
 import quicklook
-from checkpoint import read_run
+from checkpoint import read_record
 from helpers import check_executed, copy_of_repository, digest
 
-QUICK_LOOK = re.compile(r"^Quick look: 1 epoch of the fast path \((bf16|fp32)\) trained in \d+ s; test accuracy "
+QUICK_LOOK = re.compile(r"^Quick look: 1 epoch of model:Net on the fast path \((bf16|fp32)\) trained in \d+ s; test accuracy "
                         r"(\d+\.\d\d)% \(as expected\)\. The log and the plots: S5\.out\.ipynb$")
 
 
@@ -33,7 +33,7 @@ def test_the_readme_quick_look_learns_and_changes_no_tracked_file(tmp_path):
     assert {name: digest(copy / name) for name in before} == before  # s5_net.pt and S5.ipynb untouched
     executed = nbformat.read(str(copy / "S5.out.ipynb"), as_version=4)
     epochs, accuracy = check_executed(executed, fast=True, epochs=1)
-    state = read_run(copy / "my_s5_net.pt")
+    state = read_record(copy / "my_s5_net.pt")
     assert epochs == "1" and state["epoch"] == 1 and f"{state['test_accuracy']:.2f}" == match.group(2) == accuracy
     assert len(state["history"]["test_acc"]) == 1
 
@@ -58,9 +58,9 @@ def test_the_quick_look_offline_without_data_says_what_to_do_in_one_sentence(tmp
 
 @pytest.mark.quick
 def test_the_closing_line_says_the_precision_the_time_the_accuracy_and_the_verdict():
-    record = {"precision": "bf16", "train_seconds": 21.6, "test_accuracy": 94.386}
-    assert quicklook.closing_line(record) == ("Quick look: 1 epoch of the fast path (bf16) trained in 22 s; test "
-                                              "accuracy 94.39% (as expected). The log and the plots: S5.out.ipynb")
+    record = {"precision": "bf16", "train_seconds": 21.6, "test_accuracy": 94.386, "network": "model:Net"}
+    assert quicklook.closing_line(record) == ("Quick look: 1 epoch of model:Net on the fast path (bf16) trained in 22 s; "
+                                              "test accuracy 94.39% (as expected). The log and the plots: S5.out.ipynb")
     assert QUICK_LOOK.match(quicklook.closing_line(record))
     low = quicklook.closing_line({**record, "test_accuracy": 89.994, "precision": "fp32"})
     assert low.endswith("test accuracy 89.99% (below the expected 90%). The log and the plots: S5.out.ipynb")

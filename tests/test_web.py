@@ -14,10 +14,9 @@ import pytest
 from PIL import Image, ImageDraw
 
 import predict
-from helpers import CHROMIUM, ROOT, STROKES, free_port, user_image, wait_for_port
-from data import MNIST_MEAN, MNIST_STD
+from helpers import CHROMIUM, ROOT, STROKES, ResidualNet, free_port, user_image, wait_for_port
 
-pytest.importorskip("playwright", reason="Playwright is not installed: pip install -r requirements-dev.txt")
+pytest.importorskip("playwright", reason="Playwright is not installed: pip install -r requirements/dev.txt")
 WEB = os.path.join(ROOT, "web")
 pytestmark = [
     pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium"),
@@ -127,7 +126,7 @@ def test_the_page_reads_images_as_predict_py_does(browser, serve, mnist_test):
     model = predict.load_model()
     for index, image in enumerate(digit_images(mnist_test)):
         result = page.evaluate(READ_IMAGE, png_data_url(image))
-        expected = predict.preprocess(image)[0, 0] * MNIST_STD + MNIST_MEAN
+        expected = predict.preprocess(image)[0, 0] * 0.3081 + 0.1307  # MNIST's deviation and mean
         picture = np.array(result["picture"], dtype=np.float64).reshape(28, 28)
         difference = np.abs(picture - expected.double().numpy() * 255).max()
         assert difference <= 1.0, f"image {index}: {difference:.2f} grey levels apart"
@@ -194,4 +193,101 @@ def test_a_browser_without_webassembly_is_told_so(browser, serve):
     page.wait_for_function("document.getElementById('status').textContent !== 'Loading the network...'")
     assert status(page) == ("This browser cannot run WebAssembly, which the network needs here: open the page in a "
                             "current Chrome, Edge, Firefox or Safari, or with WebAssembly switched on.")
+    page.close()
+
+
+def test_the_page_opened_as_a_file_says_how_to_serve_it_and_stops(browser, tmp_path):
+    page = browser.new_page()
+    requests = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto("file://" + os.path.join(WEB, "index.html"))
+    page.wait_for_function("document.getElementById('status').textContent !== 'Loading the network...'")
+    assert status(page) == ("This page was opened as a file, and browsers do not let a file's page load the "
+                            "network: serve its folder, e.g. `python -m http.server --directory web`, and open "
+                            "http://localhost:8000/.")
+    assert "off" in page.get_attribute("#pad", "class")  # nothing to draw for
+    assert not [url for url in requests if url.endswith((".onnx", ".mjs", ".wasm"))]  # it stopped there
+    page.screenshot(path=str(tmp_path / "file.png"))
+    page.close()
+
+
+@pytest.fixture(scope="module")
+def own_onnx(tmp_path_factory):
+    """A network of another kind than Net (residual adds, global average pooling, plain scores), exported."""
+    pytest.importorskip("onnxscript", reason="the export's packages are not installed: pip install -r "
+                                             "requirements/export.txt")
+    import export
+    import torch
+    torch.manual_seed(3)
+    model = ResidualNet().eval()
+    path = tmp_path_factory.mktemp("own") / "residual.onnx"
+    export.export_onnx(model, str(path))
+    return path, model
+
+
+def touch_stroke(page, points):
+    """One finger stroke through `points`, fractions of the pad, as a phone's touch events."""
+    box = page.query_selector("#pad").bounding_box()
+    xy = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in points]
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchStart", "touchPoints": [{"x": xy[0][0], "y": xy[0][1]}]})
+    for (x0, y0), (x1, y1) in zip(xy, xy[1:]):
+        for t in np.linspace(0.25, 1, 4):
+            cdp.send("Input.dispatchTouchEvent", {"type": "touchMove", "touchPoints": [
+                {"x": x0 + t * (x1 - x0), "y": y0 + t * (y1 - y0)}]})
+    cdp.send("Input.dispatchTouchEvent", {"type": "touchEnd", "touchPoints": []})
+
+
+def test_a_visitors_own_network_is_dropped_on_the_page_and_reads_a_touch_drawn_digit(browser, serve, own_onnx,
+                                                                                      tmp_path):
+    path, model = own_onnx
+    context = browser.new_context(viewport={"width": 500, "height": 900}, has_touch=True, is_mobile=True)
+    page = context.new_page()
+    page.goto(serve())
+    page.wait_for_function(f"document.getElementById('status').textContent === '{READY}'", timeout=120_000)
+    data = base64.b64encode(path.read_bytes()).decode()
+    page.evaluate("""async ([name, data]) => {
+      const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
+      const transfer = new DataTransfer();
+      transfer.items.add(new File([bytes], name));
+      document.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+    }""", [path.name, data])
+    page.wait_for_function("document.getElementById('status').textContent.startsWith('residual.onnx is the network')",
+                           timeout=120_000)
+    assert page.inner_text("#network") == "residual.onnx"
+    for points in STROKES["7"]:
+        touch_stroke(page, points)
+    page.wait_for_function("document.getElementById('answer').textContent !== ''", timeout=60_000)
+    picture = np.asarray(Image.open(io.BytesIO(page.query_selector("#input").screenshot())).convert("L"))
+    assert picture.max() > 200  # the finger's strokes reached the pad
+    pad = page.evaluate("Array.from(document.getElementById('pad').getContext('2d').getImageData(0, 0, 280, 280).data)")
+    drawn = Image.fromarray(np.array(pad, dtype=np.uint8).reshape(280, 280, 4)[..., :3])
+    import torch
+    with torch.no_grad():
+        expected = int(model(predict.preprocess(drawn)).argmax())  # what PyTorch makes of the same drawing
+    assert page.inner_text("#answer") == str(expected)
+    page.screenshot(path=str(tmp_path / "own.png"))
+    if os.environ.get("WEB_SCREENSHOT"):
+        shutil.copy(tmp_path / "own.png", os.path.join(ROOT, "docs", "web-own.png"))
+    context.close()
+
+
+def test_a_file_that_is_not_a_digit_classifier_is_refused_in_one_sentence(browser, serve, tmp_path):
+    page = open_page(browser, serve())
+    (tmp_path / "notes.onnx").write_text("not a network")
+    page.set_input_files("#own", str(tmp_path / "notes.onnx"))
+    page.wait_for_function("!document.getElementById('status').textContent.startsWith('Loading')")
+    assert status(page) == "notes.onnx is not an ONNX file the page can run: write one with python export.py."
+    pytest.importorskip("onnxscript")
+    import export
+    import torch
+    wide = tmp_path / "twelve.onnx"
+    export.export_onnx(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(784, 12)), str(wide))
+    page.set_input_files("#own", str(wide))
+    page.wait_for_function("!document.getElementById('status').textContent.startsWith('Loading')")
+    assert status(page) == ("twelve.onnx gives 12 scores for a digit, not 10: it is not a digit classifier that the "
+                            "page can use.")
+    assert page.inner_text("#network") == "s5_net.onnx"  # the page kept its network
+    assert page.evaluate("window.s5.read(new ImageData(28, 28)).then(() => 'read', (e) => e.constructor.name)") \
+        == "BlankImage"
     page.close()

@@ -1,7 +1,7 @@
-// The page: draw on #pad; when a stroke ends, the drawing is read as predict.py reads an image
-// (preprocess.js), the network runs here with ONNX Runtime Web on one thread, and the page shows the answer,
-// the ten probabilities and the 28x28 picture the network read. window.s5.read(imageData) does the same for
-// scripts and tests.
+// The page: draw on #pad with a mouse, a pen or a finger; when a stroke ends, the drawing is read as predict.py
+// reads an image (preprocess.js), the network runs here with ONNX Runtime Web on one thread, and the page shows
+// the answer, the ten probabilities and the 28x28 picture the network read. A visitor's own network, a file
+// written by export.py, can be picked or dropped on the page. window.s5.read(imageData) reads for scripts and tests.
 import { BlankImage, preprocess } from "./preprocess.js";
 
 const RUNTIME_FILES = new URL("node_modules/onnxruntime-web/dist/", import.meta.url).href; // npm ci puts it here
@@ -12,6 +12,7 @@ const pad = document.getElementById("pad");
 const pen = pad.getContext("2d", { willReadFrequently: true });
 const status = document.getElementById("status");
 const answer = document.getElementById("answer");
+const networkName = document.getElementById("network");
 const bars = [...document.querySelectorAll("#probabilities tr")];
 const picture = document.getElementById("input").getContext("2d");
 
@@ -19,7 +20,9 @@ function say(sentence) {
   status.textContent = sentence;
 }
 
-async function loadNetwork() {
+class Refused extends Error {} // a file that is not a digit classifier: the page keeps the network it has
+
+async function loadRuntime() {
   if (typeof WebAssembly !== "object") {
     throw new Error("This browser cannot run WebAssembly, which the network needs here: open the page in a "
       + "current Chrome, Edge, Firefox or Safari, or with WebAssembly switched on.");
@@ -32,23 +35,56 @@ async function loadNetwork() {
   }
   ort.env.wasm.numThreads = 1; // several threads need cross-origin isolation, which a plain file server lacks
   ort.env.wasm.wasmPaths = RUNTIME_FILES;
+  return ort;
+}
+
+const runtime = loadRuntime();
+
+// An ONNX file as a network the page can use: it must take a (N, 1, 28, 28) batch of grey levels in [0, 1]
+// and give 10 scores per image (log-probabilities or plain scores: a softmax makes either probabilities).
+async function networkOf(bytes, name) {
+  const ort = await runtime;
+  let runner;
+  try {
+    runner = await ort.InferenceSession.create(bytes, { executionProviders: ["wasm"] });
+  } catch {
+    throw new Refused(`${name} is not an ONNX file the page can run: write one with python export.py.`);
+  }
+  const [input] = runner.inputNames;
+  const [output] = runner.outputNames;
+  let scores;
+  try {
+    scores = (await runner.run({ [input]: new ort.Tensor("float32", new Float32Array(784), [1, 1, 28, 28]) }))[output];
+  } catch {
+    throw new Refused(`${name} does not take a batch of 28x28 digits, shape (N, 1, 28, 28): it is not a digit `
+      + "classifier that the page can use.");
+  }
+  if (scores.data.length !== 10) {
+    throw new Refused(`${name} gives ${scores.data.length} scores for a digit, not 10: it is not a digit classifier `
+      + "that the page can use.");
+  }
+  return { ort, runner, input, output, name };
+}
+
+async function loadShipped() {
   const response = await fetch(MODEL);
   if (!response.ok) {
     throw new Error(`The network's file ${MODEL} is missing from this folder (HTTP ${response.status}): write it `
       + "with `python export.py --output web/s5_net.onnx`, then reload the page.");
   }
-  const runtime = await ort.InferenceSession.create(new Uint8Array(await response.arrayBuffer()),
-    { executionProviders: ["wasm"] });
-  return { ort, runtime };
+  return networkOf(new Uint8Array(await response.arrayBuffer()), MODEL);
 }
 
-const network = loadNetwork();
+let network = loadShipped();
 
 async function read(imageData) {
-  const { ort, runtime } = await network;
+  const { ort, runner, input: inputName, output } = await network;
   const { input, picture: grey } = preprocess(imageData);
-  const outputs = await runtime.run({ image: new ort.Tensor("float32", input, [1, 1, 28, 28]) });
-  const probabilities = Array.from(outputs.log_probabilities.data, Math.exp);
+  const scores = Array.from((await runner.run({ [inputName]: new ort.Tensor("float32", input, [1, 1, 28, 28]) }))[output].data);
+  const top = Math.max(...scores);
+  const exps = scores.map((s) => Math.exp(s - top));
+  const total = exps.reduce((a, b) => a + b, 0);
+  const probabilities = exps.map((e) => e / total);
   const digit = probabilities.indexOf(Math.max(...probabilities));
   return { digit, probabilities, picture: Array.from(grey) };
 }
@@ -85,11 +121,28 @@ function clear() {
   show(null);
 }
 
+async function useFile(file) {
+  const previous = network;
+  say(`Loading ${file.name}...`);
+  try {
+    const chosen = await networkOf(new Uint8Array(await file.arrayBuffer()), file.name);
+    network = Promise.resolve(chosen);
+    networkName.textContent = file.name;
+    clear();
+    say(`${file.name} is the network now: draw one digit on the pad.`);
+  } catch (e) {
+    network = previous;
+    say(e.message);
+  }
+}
+
 function point(event) {
   const box = pad.getBoundingClientRect();
   return [(event.clientX - box.left) * (pad.width / box.width), (event.clientY - box.top) * (pad.height / box.height)];
 }
 
+// Pointer events are the mouse, the pen and the finger alike; touch-action: none keeps a finger's stroke
+// from scrolling the page.
 let drawing = false;
 pad.addEventListener("pointerdown", (event) => {
   drawing = true;
@@ -114,6 +167,14 @@ for (const end of ["pointerup", "pointercancel"]) {
 document.getElementById("clear").addEventListener("click", () => {
   clear();
   say("Draw one digit on the pad.");
+});
+document.getElementById("own").addEventListener("change", (event) => {
+  if (event.target.files.length) useFile(event.target.files[0]);
+});
+document.addEventListener("dragover", (event) => event.preventDefault());
+document.addEventListener("drop", (event) => {
+  event.preventDefault();
+  if (event.dataTransfer.files.length) useFile(event.dataTransfer.files[0]);
 });
 
 pen.strokeStyle = "#000";

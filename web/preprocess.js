@@ -1,8 +1,7 @@
 // A drawing read the way predict.preprocess reads an image, the way MNIST was made: grey, white ink on black,
 // cropped to the ink, fitted into 20x20 with PyTorch's antialiased bilinear resize, centre of mass at the
-// centre of 28x28, normalized. Each step follows predict.py's line for line; the tests compare the two.
-export const MNIST_MEAN = 0.1307;
-export const MNIST_STD = 0.3081;
+// centre of 28x28. Each step follows predict.py's line for line; the tests compare the two. The normalization
+// is inside the network's file (export.py), so the page hands it plain grey levels.
 const MIN_CONTRAST = 0.1; // ink must differ from the paper by a tenth of the grey range
 const INK_THRESHOLD = 0.2; // fraction of the strongest ink that counts when cropping
 
@@ -77,8 +76,8 @@ function resize(image, height, width, outHeight, outWidth) {
   return out;
 }
 
-// ImageData (opaque) -> { input: Float32Array(784), normalized, row by row; picture: the 28x28 grey levels
-// 0-255 the network reads }. Throws BlankImage when no ink differs enough from the paper.
+// ImageData (opaque) -> { input: Float32Array(784), grey levels in [0, 1] row by row; picture: the same as
+// 0-255 }. Throws BlankImage when no ink differs enough from the paper.
 export function preprocess(imageData) {
   const { width, height } = imageData;
   let grey = greyOf(imageData);
@@ -128,7 +127,7 @@ export function preprocess(imageData) {
     for (let x = 0; x < digitWidth; x++) canvas[(offsetY + y) * 28 + offsetX + x] = digit[y * digitWidth + x];
   }
   return {
-    input: Float32Array.from(canvas, (v) => (v - MNIST_MEAN) / MNIST_STD),
+    input: Float32Array.from(canvas),
     picture: Uint8ClampedArray.from(canvas, (v) => Math.round(v * 255)),
   };
 }

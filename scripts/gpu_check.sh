@@ -3,12 +3,12 @@
 # against the fast path, the whole 20-epoch fast recipe (S5.ipynb, fast=True) on three seeds, the same forced
 # to fp16, and the CPU benchmark on all the machine's cores and on two.
 #
-# Needs: a CUDA GPU, python3 with torch, requirements-dev.txt's packages (or their wheels in .whl/), MNIST (or .gpu_data/*.gz).
+# Needs: a CUDA GPU, python3 with torch, requirements/dev.txt's packages (or their wheels in .whl/), MNIST (or .gpu_data/*.gz).
 # In detail: the wheels in .whl/ are installed into a temporary folder; MNIST is read where data.py looks for it
 # (MNIST_DATA_DIR), or unpacked from its four files gzipped in .gpu_data/. If one is missing, it says so in one line.
 # GPU_CHECK_DRY_RUN=1 runs every step, tiny, on any device.
 set -euo pipefail
-cd "$(dirname "$0")"
+cd "$(dirname "$0")/.."  # the repository root
 export PYTHONUNBUFFERED=1
 if compgen -G ".whl/*.whl" > /dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/s5-site .whl/*.whl
@@ -31,7 +31,7 @@ missing = [m for m in ("torchvision", "torchsummary", "papermill", "ipykernel", 
 from data import default_data_dir
 raw = os.path.join(os.path.abspath(default_data_dir()), "MNIST", "raw", "train-images-idx3-ubyte")
 if missing:
-    raise SystemExit(f"gpu_check.sh needs {', '.join(missing)}: pip install -r requirements-dev.txt, or put their "
+    raise SystemExit(f"gpu_check.sh needs {', '.join(missing)}: pip install -r requirements/dev.txt, or put their "
                      "wheels in .whl/")
 if not os.path.exists(raw):
     raise SystemExit(f"gpu_check.sh needs MNIST in {os.path.dirname(raw)}: set MNIST_DATA_DIR, or put the four "

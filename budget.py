@@ -1,0 +1,171 @@
+"""Checks a network against an assignment's budget over several seeds, and says which line holds.
+
+    python budget.py small:SmallNet                       # the defaults: < 8,000 parameters, <= 15 epochs,
+                                                          # 99.4% in each of the last 3 epochs, on 3 seeds
+    python budget.py small:SmallNet --optimizer sgd --scheduler onecycle --lr 0.1 --batch-size 128 --epochs 15
+    python budget.py my_nets:Net6 --parameters 20000 --max-epochs 19 --last 1 --seeds 1   # the first assignment's
+
+Each seed trains on the fast path (fast.FastPath) with the recipe given (the original's by default) and is tested
+after every epoch. The table names the network's parameters, what it uses (batch norm, dropout, global average
+pooling, a linear layer), the receptive field of its last convolution, and for each seed its accuracy over the
+last epochs, its best and its time per epoch. Exit status 0 only when every line holds; Ctrl-C stops with the
+table of what finished."""
+import argparse
+import dataclasses
+import statistics
+import sys
+import time
+
+import torch
+
+import networks
+from explain import _size, last_convolution, receptive_fields
+from training import Recipe, add_recipe_options, evaluate, recipe_from_args, train
+
+
+@dataclasses.dataclass(frozen=True)
+class Budget:
+    """The second assignment's budget by default: fewer than 8,000 parameters, at most 15 epochs, and 99.4% test
+    accuracy or more in each of the last 3 epochs, on each of 3 seeds."""
+    parameters: int = 8000
+    epochs: int = 15
+    target: float = 99.4
+    last: int = 3
+    seeds: int = 3
+
+    def __post_init__(self):
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"The budget's {field.name} must be a number above 0, not {value!r}")
+
+
+def train_seed(model, recipe, seed, train_data, test_data, device, precision=None, report=print):
+    """One seed's run on the fast path: {'seed', 'test_acc': [...], 'epoch_seconds': [...], 'epochs': planned}.
+    `model` is built by the caller after torch.manual_seed(seed), as the notebook builds it; report(line) is told
+    each epoch's result. A Ctrl-C keeps the epochs that finished, in the run it raises with (as .run)."""
+    from fast import FastPath
+    path = FastPath(train_data, test_data, device, recipe.batch_size)
+    training = path.training(model, recipe, precision)
+    run = {"seed": seed, "test_acc": [], "epoch_seconds": [], "epochs": recipe.epochs}
+    try:
+        for epoch in range(1, recipe.epochs + 1):
+            start = time.perf_counter()
+            train(training.model, device, training.batches, training.optimizer, training.criterion, training.step,
+                  epoch)
+            correct, count, _ = evaluate(training.model, device, training.test_loader, training.criterion,
+                                         amp_dtype=training.amp_dtype)
+            if not recipe.per_batch:
+                training.scheduler.step()
+            run["epoch_seconds"].append(time.perf_counter() - start)
+            run["test_acc"].append(100 * correct / count)
+            report(f"seed {seed}, epoch {epoch}/{recipe.epochs}: test accuracy {100 * correct / count:.2f}%")
+    except KeyboardInterrupt as interrupt:
+        interrupt.run = run
+        raise
+    return run
+
+
+def verdict(model, network, recipe, budget, runs):
+    """The table's lines as (what, value, verdict), the verdict 'holds', 'falls short' or '' (a fact, no
+    verdict); and whether every line with a verdict holds."""
+    count = networks.parameter_count(model)
+    used = networks.uses(model)
+    fields = receptive_fields(model)
+    last_conv = last_convolution(fields)
+    lines = [("network", network, ""),
+             ("parameters", f"{count:,} (budget: fewer than {budget.parameters:,})",
+              "holds" if count < budget.parameters else "falls short"),
+             ("epochs", f"{recipe.epochs} (budget: at most {budget.epochs})",
+              "holds" if recipe.epochs <= budget.epochs else "falls short"),
+             ("uses", ", ".join(f"{kind}: {'yes' if yes else 'no'}" for kind, yes in used.items()), ""),
+             ("receptive field", "no convolution" if last_conv is None else
+              f"{_size(last_conv['rf'])} at its last convolution, {last_conv['layer']}", ""),
+             ("recipe", ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(recipe).items()), "")]
+    for run in runs:
+        accuracies = run["test_acc"]
+        last = accuracies[-budget.last:]
+        complete = len(accuracies) == run["epochs"]
+        if accuracies:
+            best = max(accuracies)
+            value = (f"last {len(last)}: {' '.join(f'{a:.2f}' for a in last)}; best {best:.2f} (epoch "
+                     f"{accuracies.index(best) + 1}); {statistics.median(run['epoch_seconds']):.1f} s per epoch")
+        else:
+            value = "no epoch finished"
+        if not complete:
+            value += f"; stopped after {len(accuracies)} of {run['epochs']} epochs"
+        holds = complete and len(last) == budget.last and all(a >= budget.target for a in last)
+        lines.append((f"seed {run['seed']}", value, "holds" if holds else "falls short"))
+    missing = budget.seeds - len(runs)
+    if missing > 0:
+        lines.append(("seeds", f"{len(runs)} of {budget.seeds} run", "falls short"))
+    lines.append(("target", f"{budget.target}% or more in each of the last {budget.last} epochs of every seed", ""))
+    return lines, all(v == "holds" for _, _, v in lines if v)
+
+
+def print_verdict(lines):
+    width = max(len(what) for what, _, _ in lines) + 2
+    value_width = max(len(value) for _, value, _ in lines) + 2
+    for what, value, holds in lines:
+        print(f"{what:<{width}}{value:<{value_width}}{holds}".rstrip())
+
+
+OPTIONS = {"parameters": ("--parameters", int, "fewer parameters than this"),
+           "epochs": ("--max-epochs", int, "at most this many epochs (the recipe's --epochs)"),
+           "target": ("--target", float, "test accuracy in %% to reach"),
+           "last": ("--last", int, "in each of this many last epochs"),
+           "seeds": ("--seeds", int, "on each of this many seeds (1, 2, ...)")}
+
+
+def budget_figure(option, kind):
+    """argparse's type for a budget figure: one sentence naming the option when it is not a number."""
+    def parse(text):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number: give {option} as a whole number"
+                                             if kind is int else f"{text!r} is not a number: give {option} as one, "
+                                             "such as 99.4") from None
+    return parse
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("network", help="the network, as module:Class")
+    for name, (option, kind, text) in OPTIONS.items():
+        parser.add_argument(option, dest=name, type=budget_figure(option, kind), default=getattr(Budget, name),
+                            help=f"{text} (default: %(default)s)")
+    add_recipe_options(parser, Recipe(epochs=Budget.epochs))  # the original's recipe, as long as the budget allows
+    parser.add_argument("--subset", type=int, default=None, help="train and test on the first N images (a dry run)")
+    args = parser.parse_args(argv)
+    from data import MNISTUnavailable, load_mnist
+    from env import get_device
+    try:
+        budget = Budget(*(getattr(args, name) for name in OPTIONS))
+        recipe = recipe_from_args(args)
+        model = networks.build(args.network)
+        train_data = load_mnist(train=True, subset=args.subset)
+        test_data = load_mnist(train=False, subset=args.subset)
+    except (ValueError, MNISTUnavailable) as e:  # a NetworkError is a ValueError
+        print(f"budget.py: {e}", file=sys.stderr)
+        return 2
+    device, runs = get_device(), []
+    try:
+        for seed in range(1, budget.seeds + 1):
+            torch.manual_seed(seed)
+            runs.append(train_seed(networks.build(args.network), recipe, seed, train_data, test_data, device,
+                                   report=lambda line: print(line, flush=True)))
+    except KeyboardInterrupt as interrupt:
+        runs.append(getattr(interrupt, "run", None) or {"seed": len(runs) + 1, "test_acc": [], "epoch_seconds": [],
+                                                          "epochs": recipe.epochs})
+        print("\nstopped (Ctrl-C): the table of what finished", flush=True)
+        print_verdict(verdict(model, args.network, recipe, budget, runs)[0])
+        return 130
+    lines, ok = verdict(model, args.network, recipe, budget, runs)
+    print()
+    print_verdict(lines)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""What this machine and this Python offer the project: the device to train on, the packages' versions, and one
+sentence naming the install command when a package is missing."""
+import importlib
+import re
+
+import torch
+
+# The oldest versions the tests pass on (requirements/floor.txt; a test keeps the two in step).
+FLOORS = {"torch": "2.6", "torchvision": "0.21"}
+
+
+def _release(version):
+    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
+
+
+def check_versions(installed):
+    """Raises ImportError in one sentence when a package of `installed` ({name: version}) is below FLOORS."""
+    old = [f"{name} {FLOORS[name]} or newer (this Python has {version})" for name, version in installed.items()
+           if _release(version) < _release(FLOORS[name])]
+    if old:
+        raise ImportError(f"This project needs {' and '.join(old)}: pip install -r requirements.txt")
+
+
+def require(module, install):
+    """Imports `module`; when it is missing, says in one sentence how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as e:
+        if e.name != module.split(".")[0]:
+            raise
+        raise ModuleNotFoundError(f"{module} is not installed (Colab and Kaggle do not ship it): run "
+                                  f"`pip install {install}`, in a notebook cell `%pip install {install}`, or "
+                                  "`pip install -r requirements.txt`") from None
+
+
+def get_device():
+    """CUDA if there is a GPU, else Apple's MPS, else the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")

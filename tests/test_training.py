@@ -1,0 +1,175 @@
+"""training.py: the recipe, the one step, the epoch loops and their progress bars."""
+import re
+
+import matplotlib
+import pytest
+import torch
+import torch.nn as nn
+import torch.optim as optim
+
+import data
+import training
+from data import load_mnist
+from fast import DeviceLoader
+from model import Net
+from pictures import plot_incorrect
+from training import Recipe, Step, get_confusion_matrix, per_class_accuracy, train
+from training import test as evaluate  # pytest would collect a function named test
+from utils import GetCorrectPredCount
+
+TEST_LINE = re.compile(r"^Test set: Average loss: \d+\.\d{4}, Accuracy: (\d+)/(\d+) \((\d+\.\d{2})%\)$", re.M)
+BAR = re.compile(r"Train: Loss=\d+\.\d{4} Batch_id=(\d+) Accuracy=\d+\.\d{2}")
+
+
+@pytest.fixture(scope="module")
+def small_loaders():
+    """The seed pipeline (PIL transforms) on the first 1024 train and 512 test images."""
+    train_data = load_mnist(train=True, transform=data.train_transforms, subset=1024)
+    test_data = load_mnist(train=False, transform=data.test_transforms, subset=512)
+    return (torch.utils.data.DataLoader(train_data, batch_size=64, shuffle=True),
+            torch.utils.data.DataLoader(test_data, batch_size=128))
+
+
+def test_train_and_test_on_real_mnist(small_loaders, capsys):
+    train_loader, test_loader = small_loaders
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    criterion = nn.CrossEntropyLoss()
+    losses = []
+    for epoch in range(1, 4):
+        accuracy, loss = train(model, "cpu", train_loader, optimizer, criterion)
+        assert isinstance(accuracy, float) and 0 <= accuracy <= 100
+        assert isinstance(loss, float) and loss > 0
+        losses.append(loss)
+    print("mean train loss per epoch", losses)
+    assert losses[0] > losses[1] > losses[2] and losses[2] < losses[0] - 0.1  # it learns
+    progress = capsys.readouterr().err
+    bars = [int(i) for i in BAR.findall(progress)]
+    # not a terminal: one final line per epoch, reading like the original's log
+    assert bars == [len(train_loader) - 1] * 3 and "\r" not in progress
+    assert re.findall(r"Accuracy=(\d+\.\d\d)", progress)[-1] == f"{accuracy:.2f}"  # the epoch's, as returned
+
+    test_accuracy, test_loss = evaluate(model, "cpu", test_loader, criterion)
+    line = TEST_LINE.search(capsys.readouterr().out)
+    assert line and int(line.group(2)) == 512
+    assert float(line.group(3)) == pytest.approx(test_accuracy, abs=0.005)
+    assert int(line.group(1)) == round(test_accuracy * 512 / 100)
+    assert isinstance(test_loss, float) and 0 < test_loss < losses[0]
+    print("test accuracy", test_accuracy)
+    assert test_accuracy > 30  # chance is 10%
+
+
+@pytest.mark.quick
+def test_test_loss_is_the_mean_per_sample(mnist_test):
+    torch.manual_seed(0)
+    model = Net().eval()
+    loader = DeviceLoader(mnist_test, 300, "cpu")  # batches of 300 and a last one of 100
+    _, loss = evaluate(model, "cpu", list(loader)[:2], nn.CrossEntropyLoss())
+    data = torch.cat([b[0] for b in list(loader)[:2]])
+    target = torch.cat([b[1] for b in list(loader)[:2]])
+    with torch.no_grad():
+        expected = nn.functional.cross_entropy(model(data), target).item()
+    assert loss == pytest.approx(expected, rel=1e-5)
+
+
+def test_test_fills_the_incorrect_predictions(mnist_test, capsys):
+    torch.manual_seed(0)
+    model = Net()  # untrained: most answers are wrong
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(600)), 256, "cpu")
+    incorrect = {"images": [], "ground_truths": [], "predicted_vals": []}
+    accuracy, _ = evaluate(model, "cpu", loader, nn.CrossEntropyLoss(), incorrect)
+    wrong = round(600 * (100 - accuracy) / 100)
+    assert len(incorrect["images"]) == len(incorrect["ground_truths"]) == len(incorrect["predicted_vals"]) == wrong
+    assert all(g != p for g, p in zip(incorrect["ground_truths"], incorrect["predicted_vals"]))
+    assert incorrect["images"][0].shape == (1, 28, 28)
+    assert all(0 < p <= 1 for p in incorrect["probabilities"])
+    evaluate(model, "cpu", loader, nn.CrossEntropyLoss(), incorrect)
+    assert len(incorrect["images"]) == wrong  # refilled, not appended to
+
+    figure = plot_incorrect(incorrect, count=10)
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert len(titles) == 10
+    assert titles[0] == f"{incorrect['ground_truths'][0]} -> {incorrect['predicted_vals'][0]} " \
+                        f"({incorrect['probabilities'][0]:.2f})"
+    shown = [ax.get_images()[0] for ax in figure.axes if ax.get_images()]
+    assert len(figure.axes) == 10 and all(image.get_cmap().name == "gray" for image in shown)  # 2 rows of 5
+    assert (shown[3].get_array() == incorrect["images"][3][0].numpy()).all()
+    assert figure._suptitle.get_text() == f"{wrong} misclassified test digits: label -> prediction (probability)"
+    matplotlib.pyplot.close(figure)
+
+
+def test_confusion_matrix_and_per_class_accuracy(mnist_test):
+    torch.manual_seed(0)
+    model = Net()
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1000)), 512, "cpu")
+    matrix = get_confusion_matrix(model, "cpu", loader)
+    assert matrix.shape == (10, 10) and matrix.dtype == torch.int64 and matrix.sum() == 1000
+    assert matrix.sum(dim=1).tolist() == torch.bincount(mnist_test.targets[:1000], minlength=10).tolist()
+    correct = sum(GetCorrectPredCount(model(d), t) for d, t in loader)
+    assert matrix.diag().sum().item() == correct
+    accuracy = per_class_accuracy(matrix)
+    assert accuracy[3].item() == pytest.approx(100 * matrix[3, 3].item() / matrix[3].sum().item())
+    figure = plot_confusion_matrix(matrix)
+    texts = [t.get_text() for t in figure.axes[0].texts]
+    assert len(texts) == 100 and texts[0] == str(matrix[0, 0].item())
+    assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == [str(d) for d in range(10)]
+    matplotlib.pyplot.close(figure)
+
+
+@pytest.mark.quick
+def test_a_non_finite_loss_stops_training_and_names_the_batch(mnist_test):
+    torch.manual_seed(0)
+    model = Net()
+    optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(256)), 64, "cpu"))
+    batches[2][0][0, 0, 5, 5] = float("nan")
+    with pytest.raises(FloatingPointError) as error:
+        train(model, "cpu", batches, optimizer, nn.CrossEntropyLoss(), epoch=7)
+    assert str(error.value) == ("Training loss became nan at epoch 7, batch 2: training stopped. Lower the learning "
+                                "rate, or check that the inputs are normalized and contain no NaN.")
+    assert all(torch.isfinite(p).all() for p in model.parameters())  # the bad batch never reached the weights
+    batches[0][0][0, 0, 5, 5] = float("inf")  # the very first batch, and no epoch given
+    with pytest.raises(FloatingPointError, match=r"^Training loss became nan at batch 0: training stopped\."):
+        train(model, "cpu", batches, optimizer, nn.CrossEntropyLoss())
+
+
+@pytest.mark.quick
+def test_a_given_train_step_runs_every_step_and_train_only_keeps_the_score(mnist_test):
+    """The contract the fast path's CUDA graph relies on, checked with a step that scores without learning."""
+    torch.manual_seed(0)
+    model = Net()
+    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(200)), 64, "cpu"))  # 64, 64, 64, 8
+    taken = []
+
+    def step(batch):
+        taken.append(batch)
+        data, target = batch
+        with torch.no_grad():
+            prediction = model(data)
+        return nn.functional.nll_loss(prediction, target), prediction, target
+
+    before = [p.detach().clone() for p in model.parameters()]
+    accuracy, loss = train(model, "cpu", batches, optim.SGD(model.parameters(), lr=1.0), nn.CrossEntropyLoss(), step)
+    assert len(taken) == 4 and all(a is b for a, b in zip(taken, batches))
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # train took no step of its own
+    with torch.no_grad():
+        predictions = [model(data) for data, _ in batches]
+    correct = sum(GetCorrectPredCount(p, target) for p, (_, target) in zip(predictions, batches))
+    assert accuracy == pytest.approx(100 * correct / 200)
+    assert loss == pytest.approx(sum(nn.functional.nll_loss(p, target).item()
+                                     for p, (_, target) in zip(predictions, batches)) / 4)
+
+
+@pytest.mark.quick
+def test_the_progress_variable_decides_and_a_bad_value_is_named(monkeypatch):
+    monkeypatch.setenv("S5_PROGRESS", "live")
+    assert training.live_progress()
+    monkeypatch.setenv("S5_PROGRESS", "final")
+    assert not training.live_progress()
+    monkeypatch.setenv("S5_PROGRESS", "sometimes")
+    with pytest.raises(ValueError, match="S5_PROGRESS='sometimes' is not understood: set it to live or final"):
+        training.live_progress()
+    monkeypatch.delenv("S5_PROGRESS")
+    assert not training.watched_notebook()  # pytest is no notebook
+

@@ -1,0 +1,318 @@
+"""How a network is trained and scored: the recipe, one training step, and the epoch loops with their progress bars.
+
+Every way of training (the seed pipeline, the fast path, a CUDA graph replay) runs the same Step; `train` only
+loops over the batches, shows progress and keeps the score."""
+import dataclasses
+import math
+import os
+import sys
+import time
+import warnings
+
+import torch
+import torch.nn as nn
+
+with warnings.catch_warnings():
+    # Without ipywidgets, tqdm.auto warns and falls back to text bars, which is what we want in
+    # headless runs (the committed notebook's log); with ipywidgets, Jupyter shows widget bars.
+    warnings.simplefilter("ignore")
+    from tqdm.auto import tqdm
+
+OPTIMIZERS = ("sgd", "adam")
+PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}  # None: plain float32
+SCHEDULERS = ("step", "onecycle")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """The numbers and choices a training run is made of; the defaults are the original's recipe.
+
+    scheduler 'step' is StepLR (lr times gamma every step_size epochs, stepped once an epoch); 'onecycle' is
+    OneCycleLR with lr as its peak, stepped after every batch. momentum is SGD's (Adam ignores it)."""
+    epochs: int = 20
+    batch_size: int = 512
+    optimizer: str = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.9
+    scheduler: str = "step"
+    step_size: int = 15
+    gamma: float = 0.1
+
+    def __post_init__(self):
+        for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"Unknown {name} {getattr(self, name)!r}: use one of {', '.join(allowed)}")
+        for name in ("epochs", "batch_size", "lr", "step_size"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"The recipe's {name} must be above 0, not {getattr(self, name)!r}")
+
+    @property
+    def per_batch(self):
+        """Whether the scheduler steps after every batch (OneCycleLR) rather than once an epoch (StepLR)."""
+        return self.scheduler == "onecycle"
+
+    def make_optimizer(self, parameters, lr_tensor=False):
+        """lr_tensor: the learning rate as a tensor on the parameters' device, which a CUDA graph reads in place
+        and the schedulers fill in place; the fused SGD is the one that reads it there without the host."""
+        parameters = list(parameters)
+        if self.optimizer == "adam":
+            return torch.optim.Adam(parameters, lr=self.lr)
+        if lr_tensor:
+            return torch.optim.SGD(parameters, lr=torch.tensor(self.lr, device=parameters[0].device),
+                                   momentum=self.momentum, fused=True)
+        return torch.optim.SGD(parameters, lr=self.lr, momentum=self.momentum)
+
+    def make_scheduler(self, optimizer, steps_per_epoch):
+        if self.per_batch:
+            return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=self.lr, epochs=self.epochs,
+                                                       steps_per_epoch=steps_per_epoch)
+        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=self.step_size, gamma=self.gamma)
+
+    @staticmethod
+    def make_criterion():
+        return nn.CrossEntropyLoss()
+
+
+def precision_name(amp_dtype):
+    return {dtype: name for name, dtype in PRECISIONS.items()}[amp_dtype]
+
+
+def autocast(device, amp_dtype, cache_enabled=True):
+    """torch.autocast in `amp_dtype` on `device`'s type; with amp_dtype None a context that changes nothing.
+    cache_enabled=False for a captured CUDA graph, whose replays would read a stale cache of cast weights."""
+    return torch.autocast(torch.device(device).type, dtype=amp_dtype, enabled=amp_dtype is not None,
+                          cache_enabled=cache_enabled)
+
+
+class Step:
+    """One training step on a (data, target) batch: forward and loss (under autocast in amp_dtype), backward
+    (through the gradient scaler that float16 needs), the optimizer's step and, for OneCycleLR, the scheduler's.
+    Calling it returns (loss, prediction, target), detached; the phases are methods so that benchmark.py can time
+    each one."""
+
+    def __init__(self, model, device, optimizer, criterion, amp_dtype=None, scaler=None, scheduler=None,
+                 cache_enabled=True):
+        self.model, self.device, self.optimizer, self.criterion = model, torch.device(device), optimizer, criterion
+        self.amp_dtype, self.scaler, self.scheduler, self.cache_enabled = amp_dtype, scaler, scheduler, cache_enabled
+
+    def forward(self, data, target):
+        self.optimizer.zero_grad(set_to_none=True)
+        with autocast(self.device, self.amp_dtype, self.cache_enabled):
+            prediction = self.model(data)
+            return self.criterion(prediction, target), prediction
+
+    def backward(self, loss):
+        (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
+
+    def update(self):
+        if self.scaler is not None:
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            self.optimizer.step()
+        if self.scheduler is not None:
+            self.scheduler.step()
+
+    def __call__(self, batch):
+        data, target = (t.to(self.device, non_blocking=True) for t in batch)
+        loss, prediction = self.forward(data, target)
+        # On the CPU looking costs nothing, so a loss that is not finite never reaches the weights (train names it)
+        if self.device.type != "cpu" or torch.isfinite(loss):
+            self.backward(loss)
+            self.update()
+        return loss.detach(), prediction.detach(), target
+
+
+PROGRESS_VARIABLE = "S5_PROGRESS"
+
+
+def watched_notebook():
+    """Whether this runs in a notebook that a person has open: JupyterLab and Notebook 7 (jupyter_server
+    gives its kernels JPY_SESSION_NAME), VS Code (which defines __vsc_ipynb_file__), Colab, or an
+    interactive Kaggle notebook. papermill and nbconvert start their kernels with none of these."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython else None
+    if shell is None or "IPKernelApp" not in getattr(shell, "config", {}):
+        return False
+    return bool(os.environ.get("JPY_SESSION_NAME") or "__vsc_ipynb_file__" in shell.user_ns
+                or "google.colab" in sys.modules or os.environ.get("KAGGLE_KERNEL_RUN_TYPE") == "Interactive")
+
+
+def live_progress():
+    """Whether the bars refresh during the epoch: where a person watches them, that is with ipywidgets'
+    bars, on a terminal, or in a notebook a person has open (watched_notebook; text bars there). Elsewhere,
+    in papermill's notebooks, CI logs and files, every refresh would be kept, so each epoch writes one
+    final line. S5_PROGRESS=live or S5_PROGRESS=final decides instead."""
+    chosen = os.environ.get(PROGRESS_VARIABLE)
+    if chosen:
+        if chosen not in ("live", "final"):
+            raise ValueError(f"{PROGRESS_VARIABLE}={chosen!r} is not understood: set it to live or final, or unset it")
+        return chosen == "live"
+    widgets = any(cls.__module__ == "tqdm.notebook" for cls in tqdm.__mro__)
+    return widgets or sys.stderr.isatty() or watched_notebook()
+
+
+def count_correct(prediction, labels):
+    """How many rows of `prediction` have their largest value at the label, as a tensor on their device."""
+    return prediction.argmax(dim=1).eq(labels).sum()
+
+
+def _check_finite(losses, first, last, epoch):
+    """Raises FloatingPointError naming the first batch in first..last whose loss is not finite."""
+    bad = torch.nonzero(~torch.isfinite(losses[first:last + 1])).flatten()
+    if len(bad):
+        batch = first + bad[0].item()
+        where = f"epoch {epoch}, batch {batch}" if epoch is not None else f"batch {batch}"
+        raise FloatingPointError(
+            f"Training loss became {losses[batch].item()} at {where}: training stopped. Lower the learning "
+            "rate, or check that the inputs are normalized and contain no NaN.")
+
+
+def train(model, device, train_loader, optimizer, criterion, step=None, epoch=None):
+    """One epoch of training; returns (accuracy in %, mean loss per batch).
+
+    step: what runs on each item of train_loader and returns (loss, prediction, target); by default the plain
+    Step(model, device, optimizer, criterion), the original's. The fast path hands its own (fast.Training.step).
+    A loss that is not finite stops training, naming the epoch and the batch. Values are read back from the
+    device only when shown: on the CPU that is free, so every batch is looked at; on a GPU, when the bar
+    refreshes and at the end, so that the GPU never waits for the host."""
+    model.train()
+    device = torch.device(device)
+    step = step or Step(model, device, optimizer, criterion)
+    live = live_progress()
+    pbar = tqdm(train_loader, delay=0 if live else math.inf)  # not live: printed once, below
+    print_at_end = not live and not pbar.disable  # the bar disables itself when it closes
+    losses = torch.zeros(len(train_loader), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    processed, checked, shown_at = 0, 0, time.monotonic()
+    for batch_idx, batch in enumerate(pbar):
+        loss, pred, target = step(batch)
+        losses[batch_idx] = loss
+        correct += count_correct(pred, target)
+        processed += len(target)
+        last = batch_idx == len(losses) - 1
+        if device.type == "cpu" or last or (live and time.monotonic() - shown_at >= pbar.mininterval):
+            _check_finite(losses, checked, batch_idx, epoch)
+            checked, shown_at = batch_idx + 1, time.monotonic()
+            pbar.set_description(f"Train: Loss={losses[batch_idx].item():0.4f} Batch_id={batch_idx} "
+                                 f"Accuracy={100 * correct.item() / processed:0.2f}", refresh=False)
+    if print_at_end:  # one write with its newline: a kernel may send a lone newline after the next stdout line
+        sys.stderr.write(f"{pbar}\n")
+        sys.stderr.flush()
+    return 100 * correct.item() / processed, losses.sum().item() / len(losses)
+
+
+def evaluate(model, device, test_loader, criterion, incorrect_pred=None, amp_dtype=None):
+    """(correct, count, mean loss per sample) over test_loader, in eval mode; sums stay on the device until the
+    end, so that a GPU never waits batch by batch. incorrect_pred: see test."""
+    model.eval()
+    device = torch.device(device)
+    total_loss = torch.zeros((), device=device)
+    correct = torch.zeros((), dtype=torch.int64, device=device)
+    count, batches = 0, []
+    with torch.inference_mode(), autocast(device, amp_dtype):
+        for data, target in test_loader:
+            data, target = data.to(device, non_blocking=True), target.to(device, non_blocking=True)
+            output = model(data)
+            total_loss += criterion(output, target).float() * len(data)  # criterion averages the batch
+            correct += count_correct(output, target)
+            count += len(data)
+            if incorrect_pred is not None:
+                batches.append((data, target, output))
+    if incorrect_pred is not None:
+        _fill_incorrect(incorrect_pred, batches)
+    return correct.item(), count, total_loss.item() / count
+
+
+def test(model, device, test_loader, criterion, incorrect_pred=None, amp_dtype=None):
+    """Evaluates the model; prints the original's line and returns (accuracy in %, mean loss per sample).
+
+    incorrect_pred: the notebook's {'images': [], 'ground_truths': [], 'predicted_vals': []}; when
+    given, it is refilled with this evaluation's misclassified samples (and their 'probabilities')."""
+    correct, count, test_loss = evaluate(model, device, test_loader, criterion, incorrect_pred, amp_dtype)
+    print(f"\nTest set: Average loss: {test_loss:.4f}, Accuracy: {correct}/{count} "
+          f"({100. * correct / count:.2f}%)\n")
+    return 100. * correct / count, test_loss
+
+
+def _fill_incorrect(incorrect_pred, batches):
+    data = torch.cat([d for d, _, _ in batches])
+    target = torch.cat([t for _, t, _ in batches])
+    best_prob, predicted = torch.cat([o for _, _, o in batches]).float().softmax(dim=1).max(dim=1)
+    wrong = predicted.ne(target)
+    incorrect_pred["images"] = list(data[wrong].float().cpu())
+    incorrect_pred["ground_truths"] = target[wrong].tolist()
+    incorrect_pred["predicted_vals"] = predicted[wrong].tolist()
+    incorrect_pred["probabilities"] = best_prob[wrong].tolist()
+
+
+@dataclasses.dataclass
+class Training:
+    """What a training run hands to train and test, epoch after epoch:
+
+        for epoch in range(1, recipe.epochs + 1):
+            train(t.model, device, t.batches, t.optimizer, t.criterion, t.step, epoch)
+            test(t.model, device, t.test_loader, t.criterion, amp_dtype=t.amp_dtype)
+            if not recipe.per_batch:
+                t.scheduler.step()
+
+    step: what runs each whole step (a Step, or a CUDA graph replay); batches: what it takes, batch after batch (for
+    a CUDA graph, the indices of each batch). precision names amp_dtype: 'bf16', 'fp16' or 'fp32'."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    criterion: nn.Module
+    step: object
+    batches: object
+    test_loader: object
+    amp_dtype: object = None
+    cuda_graph: bool = False
+
+    @property
+    def precision(self):
+        return precision_name(self.amp_dtype)
+
+    @classmethod
+    def plain(cls, model, device, train_loader, test_loader, recipe=Recipe()):
+        """The seed pipeline's: the recipe for `model` as it is, float32 steps on whatever train_loader yields."""
+        optimizer = recipe.make_optimizer(model.parameters())
+        scheduler = recipe.make_scheduler(optimizer, len(train_loader))
+        criterion = recipe.make_criterion()
+        step = Step(model, device, optimizer, criterion, scheduler=scheduler if recipe.per_batch else None)
+        return cls(model, optimizer, scheduler, criterion, step, train_loader, test_loader)
+
+
+def get_confusion_matrix(model, device, loader, amp_dtype=None):
+    """10x10 tensor of counts: row = true digit, column = predicted digit."""
+    model.eval()
+    matrix = torch.zeros(10, 10, dtype=torch.int64)
+    with torch.inference_mode(), autocast(device, amp_dtype):
+        for data, target in loader:
+            predicted = model(data.to(device)).argmax(dim=1).cpu()
+            matrix += torch.bincount(target.cpu() * 10 + predicted, minlength=100).view(10, 10)
+    return matrix
+
+
+def per_class_accuracy(matrix):
+    """Accuracy in % of each true digit, from a confusion matrix."""
+    return 100.0 * matrix.diag().float() / matrix.sum(dim=1).clamp(min=1).float()
+
+
+def add_recipe_options(parser, recipe=Recipe()):
+    """The recipe's options for a command, with `recipe`'s values as their defaults."""
+    group = parser.add_argument_group("the recipe (default: the original's)")
+    group.add_argument("--epochs", type=int, default=recipe.epochs, help="epochs (default: %(default)s)")
+    group.add_argument("--batch-size", type=int, default=recipe.batch_size, help="batch size (default: %(default)s)")
+    group.add_argument("--optimizer", choices=OPTIMIZERS, default=recipe.optimizer, help="(default: %(default)s)")
+    group.add_argument("--lr", type=float, default=recipe.lr,
+                       help="learning rate, OneCycleLR's peak (default: %(default)s)")
+    group.add_argument("--momentum", type=float, default=recipe.momentum, help="SGD's (default: %(default)s)")
+    group.add_argument("--scheduler", choices=SCHEDULERS, default=recipe.scheduler,
+                       help="step: StepLR; onecycle: OneCycleLR (default: %(default)s)")
+    group.add_argument("--step-size", type=int, default=recipe.step_size, help="StepLR's (default: %(default)s)")
+    group.add_argument("--gamma", type=float, default=recipe.gamma, help="StepLR's (default: %(default)s)")
+
+
+def recipe_from_args(args):
+    """The Recipe that add_recipe_options' options name (ValueError in one sentence when one is out of range)."""
+    return Recipe(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)})
