@@ -49,7 +49,7 @@ def default_data_dir():
     return os.environ.get("MNIST_DATA_DIR", "../data")
 
 
-def _check_raw_file(path):
+def _check_raw_file(path, data_dir):
     size, magic = RAW_FILES[os.path.basename(path)]
     actual = os.path.getsize(path)
     with open(path, "rb") as f:
@@ -57,7 +57,7 @@ def _check_raw_file(path):
     if actual != size or head != magic:
         raise MNISTUnavailable(
             f"MNIST file {path} is damaged ({actual} bytes, expected {size}; magic {head}, expected "
-            f"{magic}): delete it so that it is downloaded again, or set MNIST_DATA_DIR to a folder "
+            f"{magic}): delete it so that it is downloaded again, or {_set_data_dir(data_dir)} a folder "
             "holding a good copy in MNIST/raw/")
 
 
@@ -88,7 +88,7 @@ def _download(data_dir):
     except OSError as e:
         raise MNISTUnavailable(
             f"MNIST is not in {raw} and {data_dir} is not writable for a download ({e.strerror}): "
-            "set MNIST_DATA_DIR to a folder holding MNIST/raw/") from None
+            f"{_set_data_dir(data_dir)} a folder holding MNIST/raw/") from None
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # torchvision prints one line per failed mirror
             datasets.MNIST(staging, train=True, download=True)
@@ -101,10 +101,27 @@ def _download(data_dir):
         names = ", ".join(RAW_FILES)
         raise MNISTUnavailable(
             f"MNIST is not in {raw} and could not be downloaded ({download_failure(e)}): put the four files "
-            f"{names} there, or set MNIST_DATA_DIR to the absolute path of a folder that holds them in "
+            f"{names} there, or {_set_data_dir(data_dir)} the absolute path of a folder that holds them in "
             "MNIST/raw/") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+def _check_not_raw_itself(data_dir):
+    """A common slip: the data folder named as MNIST/raw (or MNIST) itself, where the four files lie."""
+    for inner, parent in [(data_dir, os.path.dirname(os.path.dirname(data_dir))),
+                          (os.path.join(data_dir, "raw"), os.path.dirname(data_dir))]:
+        if all(os.path.exists(os.path.join(inner, name)) for name in RAW_FILES):
+            setting = "MNIST_DATA_DIR" if _set_data_dir(data_dir).startswith("change") else "the data folder"
+            raise MNISTUnavailable(
+                f"{setting} is {data_dir}, which holds MNIST's four files itself; it names the folder that holds "
+                f"MNIST/raw/: set it to {parent}")
+
+
+def _set_data_dir(data_dir):
+    """How to name another data folder: change the variable when it named this one, else set it."""
+    named = os.environ.get("MNIST_DATA_DIR")
+    return "change MNIST_DATA_DIR to" if named and os.path.abspath(named) == data_dir else "set MNIST_DATA_DIR to"
 
 
 def load_mnist(data_dir=None, train=True, transform=None, subset=None):
@@ -115,10 +132,11 @@ def load_mnist(data_dir=None, train=True, transform=None, subset=None):
     raw = os.path.join(data_dir, "MNIST", "raw")
     # torchvision reads either split only when all four files are there; the split read must also be whole
     if not all(os.path.exists(os.path.join(raw, name)) for name in RAW_FILES):
+        _check_not_raw_itself(data_dir)
         _download(data_dir)
     for name in RAW_FILES:
         if name.startswith("train" if train else "t10k"):
-            _check_raw_file(os.path.join(raw, name))
+            _check_raw_file(os.path.join(raw, name), data_dir)
     dataset = datasets.MNIST(data_dir, train=train, download=False, transform=transform)
     if subset is not None:
         dataset = torch.utils.data.Subset(dataset, range(min(subset, len(dataset))))

@@ -23,10 +23,11 @@ def run_notebook(parameters):
     """Executes the notebook; returns None, or the one sentence of the error that stopped it."""
     papermill = require("papermill", "papermill")
     try:
-        # the kernel's own log (ipykernel 7 warns about its local TCP sockets) would bury the one closing line
+        # the kernel's own log (ipykernel 7 warns about its TCP sockets, and logs an error when papermill stops it)
+        # would bury the one closing line or the one sentence
         papermill.execute_notebook(os.path.join(HERE, NOTEBOOK), os.path.join(HERE, EXECUTED), parameters=parameters,
                                    cwd=HERE, progress_bar=sys.stderr.isatty(), start_timeout=600,
-                                   extra_arguments=["--IPKernelApp.log_level=ERROR"])
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
     except papermill.PapermillExecutionError as e:
         if e.ename in ("MNISTUnavailable", "ModuleNotFoundError", "ImportError", "NetworkError"):
             return e.evalue  # these already say what to do, in one sentence

@@ -6,9 +6,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 
-def block(cin, cout, kernel=3, padding=0, dropout=0.0):
+def block(cin, cout, kernel=3, dropout=0.0):
     """A convolution without bias (batch norm brings its own), batch norm, ReLU, and dropout where asked."""
-    layers = [nn.Conv2d(cin, cout, kernel, padding=padding, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
+    layers = [nn.Conv2d(cin, cout, kernel, bias=False), nn.BatchNorm2d(cout), nn.ReLU()]
     return nn.Sequential(*layers, nn.Dropout(dropout)) if dropout else nn.Sequential(*layers)
 
 
@@ -16,9 +16,10 @@ class SmallNet(nn.Module):
     def __init__(self):
         super().__init__()
         self.features = nn.Sequential(
-            block(1, 8), block(8, 12), nn.MaxPool2d(2), block(12, 8, kernel=1),
-            block(8, 12, dropout=0.03), block(12, 16, dropout=0.03))
-        self.classify = nn.Conv2d(16, 10, 1, bias=False)
+            block(1, 8), block(8, 12),                    # strokes and their ends, at full resolution
+            nn.MaxPool2d(2), block(12, 8, kernel=1),      # half the size, then fewer channels for the next 3x3s
+            block(8, 10, dropout=0.03), block(10, 10, dropout=0.03), block(10, 12, dropout=0.03))  # digit parts
+        self.classify = nn.Conv2d(12, 10, 1, bias=False)  # one score map per digit, averaged over the 6x6 left
 
     def forward(self, x):
         x = F.adaptive_avg_pool2d(self.features(x), 1)

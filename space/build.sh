@@ -10,6 +10,6 @@ if [ $# -ne 1 ]; then
 fi
 root="$(cd "$(dirname "$0")/.." && pwd)"
 mkdir -p "$1"
-cp "$root"/{app.py,checkpoint.py,data.py,explain.py,model.py,pictures.py,predict.py,s5_net.pt} "$1"/
+cp "$root"/{app.py,checkpoint.py,data.py,env.py,explain.py,model.py,networks.py,pictures.py,predict.py,training.py,s5_net.pt} "$1"/
 cp "$root"/space/{README.md,requirements.txt} "$1"/
 echo "The Space's files are in $1: commit and push them to your Space."

@@ -135,7 +135,7 @@ def check_executed(executed, fast, epochs):
     assert text.count("Adjusting learning rate of group 0 to 1.0000e-02.") == epochs + 1
     images = [o for c in executed.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
     assert len(images) == 6  # samples; losses; mistakes; confusion matrix; feature maps; attributions of the mistakes
-    assert "conv4        8x8            14x14     2" in text  # the receptive-field table
+    assert "conv4  conv           256x8x8            14x14    2x2   295,168" in text  # the receptive-field table
     progress = "".join(o["text"] for o in outputs_of(executed, "stderr"))
     assert "\r" not in progress
     assert len(BAR.findall(progress)) == epochs and progress.count("100%|") == epochs

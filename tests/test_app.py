@@ -288,9 +288,9 @@ def inside_shown(page, before=None):
     their way); returns the seconds since the last stroke ended."""
     def shown():
         now = picture(page, "#inside-input")
-        return (changed(page, "#inside-conv1", before) and now is not None
+        return (changed(page, "#inside-1", before) and now is not None
                 and np.array_equal(now, picture(page, "#sketch-preview"))
-                and all(picture(page, f"#inside-{layer}") is not None for layer in app.CONVOLUTIONS)
+                and all(picture(page, f"#inside-{index}") is not None for index in range(1, 5))
                 and picture(page, "#inside-attribution") is not None)
     wait_for(page, shown)
     return time.perf_counter() - page.last_stroke_end
@@ -342,8 +342,8 @@ def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
         page.wait_for_selector("#sketch canvas")
         page.wait_for_selector('#sketch button[aria-label="Brush"]')
         # before anything is drawn, the Inside view shows a sample 7, not empty boxes
-        wait_for(page, lambda: picture(page, "#inside-conv1") is not None)
-        sample = picture(page, "#inside-conv1")
+        wait_for(page, lambda: picture(page, "#inside-1") is not None)
+        sample = picture(page, "#inside-1")
         assert "digit 7" in page.inner_text("#inside-caption") and picture(page, "#inside-attribution") is not None
         latencies = [draw(page, "7")]  # the very first strokes after the page loads
         # the Inside view follows the label: four layers' maps, the input and the attribution for the answer
@@ -353,10 +353,10 @@ def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
         page.click('#inside-digit label:has-text("1")')  # why not a 1?
         wait_for(page, lambda: changed(page, "#inside-attribution", why_7))
         assert "digit 1" in page.inner_text("#inside-caption") and page.is_checked('#inside-digit input[value="1"]')
-        click_unit(page, "#inside-conv4", 0, 3, 5, 8)
+        click_unit(page, "#inside-4", 0, 3, 5, 8)
         assert wait_for(page, lambda: red_box(page, "#inside-input")) == (60, 100, 200, 240)  # 14x14
         assert "14x14 input pixels (rows 6-19, columns 10-23) that conv4's channel" in page.inner_text("#inside-field")
-        assert red_box(page, "#inside-conv4") is not None  # the unit marked on its map
+        assert red_box(page, "#inside-4") is not None  # the unit marked on its map
         assert page.is_checked('#inside-digit input[value="1"]') and "digit 1" in page.inner_text("#inside-caption")
         page.query_selector("#inside").screenshot(path=str(tmp_path / "app-inside.png"))
         if os.environ.get("APP_SCREENSHOT"):  # the README's picture of the Inside view, beside the demo's

@@ -244,9 +244,9 @@ def test_the_script_runs_as_a_command(mixed_images):
 def test_cli_help_shows_the_usage_and_each_option(capsys):
     words = help_words(predict, capsys)
     for help_text in ["image files (PNG, JPEG, ...) showing one digit each", "print a JSON list instead of lines",
-                      "weights to use (default:"]:
+                      "its weights (default: the shipped s5_net.pt, which are model:Net's)"]:
         assert re.search(f"(^| ){re.escape(help_text)}( |$)", words), help_text
-    assert "s5_net.pt)" in words
+    assert "the network's class, as module:Class (default: model:Net)" in words
 
 
 def test_cli_reads_with_the_weights_it_is_given(mixed_images, tmp_path, run_cli):
@@ -266,7 +266,7 @@ def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path, run_cli):
     foreign = tmp_path / "foreign.pt"
     torch.save(torch.nn.Linear(3, 3).state_dict(), foreign)
     run = run_cli("--checkpoint", str(foreign), mixed_images[0])
-    assert run.returncode == 1 and "does not fit Net" in run.stderr and "Traceback" not in run.stderr
+    assert run.returncode == 1 and "does not fit model:Net" in run.stderr and "Traceback" not in run.stderr
 
 
 @pytest.mark.quick

@@ -52,7 +52,7 @@ def test_the_quick_look_offline_without_data_says_what_to_do_in_one_sentence(tmp
     assert len(error.splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
     assert error.startswith(f"quicklook.py: MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'} and could not be "
                             "downloaded (")
-    assert "set MNIST_DATA_DIR to the absolute path of a folder that holds them in MNIST/raw/" in error
+    assert "change MNIST_DATA_DIR to the absolute path of a folder that holds them in MNIST/raw/" in error
     assert not (copy / "my_s5_net.pt").exists()
 
 
