@@ -104,10 +104,10 @@ def verdict(model, network, recipe, budget, runs):
 
 
 def print_verdict(lines):
+    """The verdict before the value, so that a long value (the recipe) pushes no verdict out of sight."""
     width = max(len(what) for what, _, _ in lines) + 2
-    value_width = max(len(value) for _, value, _ in lines) + 2
     for what, value, holds in lines:
-        print(f"{what:<{width}}{value:<{value_width}}{holds}".rstrip())
+        print(f"{what:<{width}}{holds:<13}{value}")
 
 
 OPTIONS = {"parameters": ("--parameters", int, "fewer parameters than this"),
