@@ -1,0 +1,108 @@
+"""budget.py: the verdict says no where a line misses, the exit status follows it, bad input is one sentence, and
+Ctrl-C keeps the table of what finished. Real networks, real MNIST (a subset), the real fast path."""
+import pytest
+import torch
+
+import budget
+from budget import Budget, verdict
+from helpers import AssignmentNet
+from model import Net
+from training import Recipe
+
+pytestmark = pytest.mark.quick
+
+TINY = ["--subset", "256", "--batch-size", "128", "--epochs", "2", "--seeds", "1", "--last", "2"]
+
+
+class InterruptedNet(AssignmentNet):
+    """Stops training the way a person does, with Ctrl-C: at the first training batch of the third epoch (two
+    batches an epoch on TINY's subset), so that two epochs finished."""
+
+    def forward(self, x):
+        if self.training:
+            self.batches = getattr(self, "batches", 0) + 1
+            if self.batches == 5:
+                raise KeyboardInterrupt
+        return super().forward(x)
+
+
+def run(epochs, accuracies, seed=1):
+    return {"seed": seed, "test_acc": accuracies, "epoch_seconds": [1.0] * len(accuracies), "epochs": epochs}
+
+
+def verdicts(lines):
+    return {what: holds for what, _, holds in lines}
+
+
+def test_every_line_holds_only_when_the_network_the_epochs_and_every_seed_do():
+    limits = Budget(parameters=20000, epochs=3, target=99.0, last=2, seeds=2)
+    small = AssignmentNet()
+    lines, ok = verdict(small, "helpers:AssignmentNet", Recipe(epochs=3), limits,
+                        [run(3, [98.0, 99.1, 99.2]), run(3, [98.5, 99.0, 99.3], seed=2)])
+    assert ok and verdicts(lines)["parameters"] == "holds" and verdicts(lines)["seed 2"] == "holds"
+    assert dict((w, v) for w, v, _ in lines)["seed 1"].startswith("last 2: 99.10 99.20; best 99.20 (epoch 3)")
+    # one epoch of one seed below the target, although its best is above: that seed, and the whole, fall short
+    lines, ok = verdict(small, "helpers:AssignmentNet", Recipe(epochs=3), limits,
+                        [run(3, [98.0, 99.5, 98.9]), run(3, [98.5, 99.0, 99.3], seed=2)])
+    assert not ok and verdicts(lines)["seed 1"] == "falls short" and verdicts(lines)["seed 2"] == "holds"
+
+
+def test_net_falls_short_on_parameters_and_a_long_recipe_on_epochs():
+    lines, ok = verdict(Net(), "model:Net", Recipe(epochs=20), Budget(seeds=1), [run(20, [99.5] * 20)])
+    assert not ok
+    assert verdicts(lines)["parameters"] == "falls short" and verdicts(lines)["epochs"] == "falls short"
+    assert verdicts(lines)["seed 1"] == "holds"
+    assert "batch norm: no, dropout: no, GAP: no, linear layer: yes" in dict((w, v) for w, v, _ in lines)["uses"]
+    assert "14x14 at its last convolution, conv4" in dict((w, v) for w, v, _ in lines)["receptive field"]
+
+
+def test_an_unfinished_run_and_missing_seeds_fall_short():
+    limits = Budget(parameters=20000, epochs=3, target=90.0, last=1, seeds=3)
+    lines, ok = verdict(AssignmentNet(), "helpers:AssignmentNet", Recipe(epochs=3), limits,
+                        [run(3, [95.0, 96.0, 97.0]), run(3, [95.0], seed=2)])
+    assert not ok
+    assert verdicts(lines)["seed 2"] == "falls short" and verdicts(lines)["seeds"] == "falls short"
+    assert "stopped after 1 of 3 epochs" in dict((w, v) for w, v, _ in lines)["seed 2"]
+
+
+@pytest.mark.parametrize("figure", [0, -1, "8000", True])
+def test_a_budget_that_is_not_a_number_above_zero_is_refused(figure):
+    with pytest.raises(ValueError, match="must be a number above 0"):
+        Budget(parameters=figure)
+
+
+def test_the_command_exits_0_when_every_line_holds_and_1_when_the_accuracy_misses(capsys):
+    assert budget.main(["helpers:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "seed 1, epoch 2/2: test accuracy" in out and "falls short" not in out
+    assert budget.main(["helpers:AssignmentNet", *TINY, "--parameters", "20000", "--target", "99.99"]) == 1
+    table = capsys.readouterr().out.splitlines()
+    assert [line.split()[:4] for line in table if line.startswith("seed 1 ")] == [["seed", "1", "falls", "short"]]
+
+
+@pytest.mark.parametrize("argv, sentence", [
+    (["helpers:png_header_only"], "helpers:png_header_only is not a torch.nn.Module class (function)"),
+    (["torch.nn:Identity"], "gives (2, 1, 28, 28) for a batch of 2 digits: a digit classifier must give 10 scores"),
+    (["helpers:AssignmentNet", "--last", "0"], "The budget's last must be a number above 0, not 0"),
+])
+def test_bad_input_gets_one_sentence_and_exit_2(argv, sentence, capsys):
+    assert budget.main(argv) == 2
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and sentence in error and error.startswith("budget.py: ")
+
+
+def test_a_budget_figure_that_is_not_a_number_names_its_option(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        budget.main(["helpers:AssignmentNet", "--target", "high"])
+    assert stopped.value.code == 2
+    assert "'high' is not a number: give --target as one, such as 99.4" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_with_the_table_of_what_finished(capsys):
+    torch.manual_seed(0)
+    code = budget.main(["test_budget:InterruptedNet", *TINY, "--epochs", "3", "--parameters", "20000"])
+    out = capsys.readouterr().out
+    assert code == 130
+    assert "stopped (Ctrl-C): the table of what finished" in out
+    seed = next(line for line in out.splitlines() if line.startswith("seed 1 "))
+    assert "falls short" in seed and "stopped after 2 of 3 epochs" in seed
