@@ -27,6 +27,13 @@ class WritesAFile:
         return open, (self.path, "w")
 
 
+class CtrlCWhileSaving:
+    """A value that torch.save pickles while it writes: a person pressing Ctrl-C at that moment, every time."""
+
+    def __reduce__(self):
+        raise KeyboardInterrupt
+
+
 class ListsTheFolderAndFails:
     """A value that torch.save pickles while it writes the new checkpoint: it lists the folder, then fails."""
 
@@ -95,6 +102,15 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path):
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["run.pt"]  # no temporary file left behind
     assert load_checkpoint(path, Net())["epoch"] == 1
+
+
+def test_ctrl_c_while_saving_keeps_the_previous_checkpoint_and_no_temporary_file(tmp_path):
+    path = tmp_path / "run.pt"
+    save_checkpoint(path, Net(), epoch=1)
+    before = path.read_bytes()
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint(path, Net(), epoch=2, history={"interrupted": CtrlCWhileSaving()})
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["run.pt"]
 
 
 KILLED_WHILE_SAVING = """
@@ -273,7 +289,7 @@ def test_a_save_replaces_the_file_by_renaming_never_by_writing_into_it(tmp_path)
 def test_the_record_of_a_run_is_written_and_read_by_one_module(tmp_path):
     model = Net()
     history = {"train_losses": [1.0, 0.5], "train_acc": [80.0, 90.0], "test_losses": [0.4, 0.2],
-               "test_acc": [91.0, 95.5], "epoch_seconds": [3.0, 2.0]}
+               "test_acc": [96.0, 95.5], "epoch_seconds": [3.0, 2.0]}  # the last epoch's is not the best
     recipe = Recipe(epochs=2, lr=0.05, scheduler="onecycle")
     save_record(tmp_path / "run.pt", model, history, network="model:Net", recipe=recipe, seed=3, fast=True,
                 precision="bf16", cuda_graph=False, train_seconds=5.5)

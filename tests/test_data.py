@@ -5,7 +5,7 @@ import urllib.request
 import pytest
 
 from helpers import DATA_DIR
-from data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, download_failure, load_mnist
+from data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, default_data_dir, download_failure, load_mnist
 
 
 @pytest.mark.quick
@@ -102,3 +102,27 @@ def test_a_folder_with_one_file_missing_gets_the_sentence_offline_for_either_spl
         with pytest.raises(MNISTUnavailable, match=f"^MNIST is not in {re.escape(str(raw))} and could not be "
                                                    "downloaded"):
             load_mnist(str(tmp_path), train=train)
+
+
+@pytest.mark.quick
+def test_the_data_folder_defaults_to_the_original_s_and_the_variable_names_another(monkeypatch):
+    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
+    assert default_data_dir() == "../data"  # the original's datasets.MNIST('../data', ...)
+    monkeypatch.setenv("MNIST_DATA_DIR", "/somewhere/else")
+    assert default_data_dir() == "/somewhere/else"
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("inner", [("MNIST", "raw"), ("MNIST",)])
+def test_a_data_folder_named_below_mnist_raw_gets_the_folder_to_name_instead(tmp_path, monkeypatch, inner):
+    """The four files lie in the folder named (or in its raw/): the sentence names the folder to set instead."""
+    raw = tmp_path.joinpath("MNIST", "raw")
+    raw.mkdir(parents=True)
+    for name in RAW_FILES:
+        (raw / name).symlink_to(os.path.join(DATA_DIR, "MNIST", "raw", name))
+    named = tmp_path.joinpath(*inner)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(named))
+    with pytest.raises(MNISTUnavailable) as error:
+        load_mnist()
+    assert str(error.value) == (f"MNIST_DATA_DIR is {named}, which holds MNIST's four files itself; it names the "
+                                f"folder that holds MNIST/raw/: set it to {tmp_path}")

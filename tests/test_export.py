@@ -65,6 +65,14 @@ def test_an_export_of_other_weights_gives_their_answers(tmp_path, test_images, c
     assert batch.shape == (3, 10)
 
 
+def test_the_parity_check_says_no_for_a_file_of_other_weights(tmp_path, test_images):
+    torch.manual_seed(0)
+    exported, other = networks.build().eval(), networks.build().eval()
+    export.export_onnx(exported, str(tmp_path / "net.onnx"))
+    agree, count, largest = export.parity(str(tmp_path / "net.onnx"), other, test_images[:500])
+    assert count == 500 and agree < 500 and largest > 1e-2
+
+
 @pytest.mark.quick
 def test_the_help_names_each_option_and_its_default(capsys):
     words = help_words(export, capsys)

@@ -103,6 +103,18 @@ def test_the_attribution_picture_is_red_where_a_pixel_raised_the_score(mnist_tes
     assert picture[205, 205, 2] > picture[205, 205, 0]  # lowered: blue
 
 
+def test_the_attribution_scale_is_symmetric_about_zero_when_most_values_are_negative():
+    """A map that mostly lowered the score: zero stays the scale's middle (white), not its top or bottom."""
+    attribution = torch.full((28, 28), -1.0)
+    attribution[0, 0], attribution[0, 1] = 0.0, 0.25
+    black = torch.full((1, 1, 28, 28), -MNIST_MEAN / MNIST_STD)  # no ink: the colours alone
+    picture = pictures.attribution_picture(black, attribution)
+    colour = lambda value: (np.asarray(matplotlib.colormaps["RdBu_r"]((value + 1) / 2))[:3] * 255).astype(np.uint8)
+    assert np.array_equal(picture[5, 5], colour(0.0)) and np.array_equal(picture[5, 15], colour(0.25))
+    assert np.array_equal(picture[100, 100], colour(-1.0))
+    assert np.array_equal(picture[280:], pictures.colour_bar("RdBu_r", -1.0, 1.0, 280, "-1 lowered", "raised +1"))
+
+
 def test_a_digit_grid_has_room_for_each_picture():
     for count, cols, rows in [(1, 5, 1), (5, 5, 1), (6, 5, 2), (20, 5, 4), (0, 5, 1)]:
         fig, axes = pictures.digit_grid(count, cols)

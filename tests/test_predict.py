@@ -235,10 +235,21 @@ def test_cli_json(mixed_images, run_cli):
 
 
 def test_the_script_runs_as_a_command(mixed_images):
+    """From another folder than the repository's: the shipped weights are found all the same."""
     run = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *mixed_images[:2]], capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=120, cwd=os.path.dirname(mixed_images[0]))
     assert run.returncode == 1 and "Traceback" not in run.stderr
     assert run.stdout.startswith(mixed_images[0] + ": 2 (") and run.stderr.startswith(mixed_images[1] + ": no such file")
+
+
+def test_a_reader_that_stops_early_gets_no_traceback(mixed_images):
+    """`predict.py --json ... | head -c 100`: more output than a pipe holds, and the reader closes it."""
+    reader = subprocess.Popen([sys.executable, os.path.join(ROOT, "predict.py"), "--json", *[mixed_images[0]] * 400],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert reader.stdout.read(100).startswith(b"[")
+    reader.stdout.close()
+    error = reader.stderr.read().decode()
+    assert reader.wait(timeout=120) == 1 and error == ""
 
 
 def test_cli_help_shows_the_usage_and_each_option(capsys):
