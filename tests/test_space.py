@@ -25,6 +25,24 @@ def test_the_build_script_names_its_destination():
     assert run.returncode == 2 and run.stderr.startswith("usage: bash space/build.sh DEST")
 
 
+@pytest.mark.quick
+def test_the_build_script_run_twice_into_one_folder_gives_the_same_files_and_imports_what_app_needs(tmp_path):
+    """Into a clone of the Space's repository, as each update is built: the second run replaces, nests nothing,
+    and the folder holds every module app.py imports from this repository."""
+    space = tmp_path / "space"
+    for _ in range(2):
+        subprocess.run(["bash", os.path.join(ROOT, "space", "build.sh"), str(space)], check=True, capture_output=True)
+        names = sorted(os.listdir(space))
+    assert all(os.path.isfile(space / name) for name in names)
+    assert all(open(space / name, "rb").read() == open(os.path.join(ROOT, name), "rb").read()
+               for name in names if name not in ("README.md", "requirements.txt"))
+    imported = subprocess.run([sys.executable, "-c", "import os, sys, app; print(' '.join(sorted(name for name, m in "
+                               "sys.modules.items() if os.path.dirname(getattr(m, '__file__', None) or '') == os.getcwd())))"],
+                              cwd=space, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
+    assert imported.returncode == 0, imported.stderr[-2000:]
+    assert {f"{name}.py" for name in imported.stdout.split()} <= set(names)
+
+
 def listening_addresses(pid):
     psutil = pytest.importorskip("psutil")
     return {c.laddr.ip for c in psutil.Process(pid).net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
