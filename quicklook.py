@@ -5,7 +5,8 @@
 
 One epoch over all 60,000 training images with the original's recipe (batch 512, SGD lr 0.01 momentum 0.9,
 the same augmentation), then the 10,000 test images. It should end at 90% test accuracy or more: the
-original reached 92.13% after its first epoch. The full recipe is `papermill S5.ipynb S5.out.ipynb`."""
+original reached 92.13% after its first epoch (another network's first epoch has no such floor, and the line
+names none). The full recipe is `papermill S5.ipynb S5.out.ipynb`."""
 import argparse
 import os
 import sys
@@ -35,12 +36,20 @@ def run_notebook(parameters):
     return None
 
 
+def meets_expectation(state):
+    """Net's first epoch has a known floor; another network's has none, so only Net can fall below it."""
+    return state["network"] != networks.DEFAULT or state["test_accuracy"] >= EXPECTED_ACCURACY
+
+
 def closing_line(state):
     accuracy = state["test_accuracy"]
-    verdict = "as expected" if accuracy >= EXPECTED_ACCURACY else f"below the expected {EXPECTED_ACCURACY:.0f}%"
+    if state["network"] != networks.DEFAULT:
+        verdict = ""
+    else:
+        verdict = " (as expected)" if meets_expectation(state) else f" (below the expected {EXPECTED_ACCURACY:.0f}%)"
     return (f"Quick look: 1 epoch of {state['network']} on the fast path ({state['precision']}) trained in "
             f"{state['train_seconds']:.0f} s; "
-            f"test accuracy {accuracy:.2f}% ({verdict}). The log and the plots: {EXECUTED}")
+            f"test accuracy {accuracy:.2f}%{verdict}. The log and the plots: {EXECUTED}")
 
 
 def main(argv=None):
@@ -61,7 +70,7 @@ def main(argv=None):
         return 1
     state = read_record(os.path.join(HERE, WEIGHTS))
     print(closing_line(state))
-    return 0 if state["test_accuracy"] >= EXPECTED_ACCURACY else 1
+    return 0 if meets_expectation(state) else 1
 
 
 if __name__ == "__main__":

@@ -65,3 +65,9 @@ def test_the_closing_line_says_the_precision_the_time_the_accuracy_and_the_verdi
     low = quicklook.closing_line({**record, "test_accuracy": 89.994, "precision": "fp32"})
     assert low.endswith("test accuracy 89.99% (below the expected 90%). The log and the plots: S5.out.ipynb")
     assert "(as expected)" in quicklook.closing_line({**record, "test_accuracy": 90.0})
+    assert not quicklook.meets_expectation({**record, "test_accuracy": 89.994})
+    # another network's first epoch has no known floor: the line names none, and the command does not fail
+    own = {**record, "network": "small:SmallNet", "test_accuracy": 60.67}
+    assert quicklook.closing_line(own) == ("Quick look: 1 epoch of small:SmallNet on the fast path (bf16) trained in "
+                                           "22 s; test accuracy 60.67%. The log and the plots: S5.out.ipynb")
+    assert quicklook.meets_expectation(own)
