@@ -78,7 +78,11 @@ def running_app():
     wait_for_port(port, process, 120)
     yield url, first_line, process
     process.terminate()
-    process.wait(timeout=30)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
 
 
 @pytest.mark.server
@@ -253,7 +257,7 @@ def shown_digit(page):
     return lines[1] if len(lines) > 1 and re.fullmatch(r"\d", lines[1]) else None
 
 
-def wait_for(page, condition, timeout=90):  # long enough for a busy 2-core machine rendering in software
+def wait_for(page, condition, timeout=240):  # for the state itself: a busy 2-core machine renders in software
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = condition()
@@ -330,6 +334,7 @@ def clear(page):
 
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")
 @pytest.mark.server
+@pytest.mark.timeout(1800)  # a dozen waits for states, each as long as a busy machine needs
 def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
     from playwright.sync_api import sync_playwright
     url = running_app[0]

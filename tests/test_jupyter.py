@@ -55,7 +55,11 @@ def jupyterlab(tmp_path):
         yield f"http://127.0.0.1:{port}/lab/tree/S5.ipynb", repo
     finally:
         server.terminate()
-        server.wait(timeout=30)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:  # a busy machine: the server still shutting its kernels down
+            server.kill()
+            server.wait()
 
 
 def digest(path):
@@ -79,7 +83,7 @@ def restart_and_run_all(page):
     menu(page, "Edit", "Clear Outputs of All Cells")
     menu(page, "Kernel", "Restart Kernel and Run All Cells")
     page.click(".jp-Dialog button.jp-mod-accept")
-    seen, deadline = [], time.monotonic() + 240
+    seen, deadline = [], time.monotonic() + 600  # a busy 2-core machine; the test's own timeout bounds it too
     while time.monotonic() < deadline:
         cells = outputs(page)
         training = next(out for source, out in cells if "training.batches, optimizer" in source)
@@ -92,9 +96,10 @@ def restart_and_run_all(page):
         if failed:
             pytest.fail(f"a cell failed: {failed[0][-2000:]}")
         time.sleep(0.05)
-    pytest.fail(f"the notebook did not finish within 240 s; the bar showed {seen}")
+    pytest.fail(f"the notebook did not finish within 600 s; the bar showed {seen}")
 
 
+@pytest.mark.timeout(1500)  # two Run Alls, each waiting for its state as long as a busy machine needs
 def test_run_all_in_jupyterlab_shows_the_bar_moving_and_every_plot(jupyterlab):
     from playwright.sync_api import sync_playwright
     url, repo = jupyterlab
