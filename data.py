@@ -112,16 +112,20 @@ def _check_not_raw_itself(data_dir):
     for inner, parent in [(data_dir, os.path.dirname(os.path.dirname(data_dir))),
                           (os.path.join(data_dir, "raw"), os.path.dirname(data_dir))]:
         if all(os.path.exists(os.path.join(inner, name)) for name in RAW_FILES):
-            setting = "MNIST_DATA_DIR" if _set_data_dir(data_dir).startswith("change") else "the data folder"
+            setting = "MNIST_DATA_DIR" if _named_by_variable(data_dir) else "the data folder"
             raise MNISTUnavailable(
                 f"{setting} is {data_dir}, which holds MNIST's four files itself; it names the folder that holds "
                 f"MNIST/raw/: set it to {parent}")
 
 
+def _named_by_variable(data_dir):
+    named = os.environ.get("MNIST_DATA_DIR")
+    return bool(named) and os.path.abspath(named) == data_dir
+
+
 def _set_data_dir(data_dir):
     """How to name another data folder: change the variable when it named this one, else set it."""
-    named = os.environ.get("MNIST_DATA_DIR")
-    return "change MNIST_DATA_DIR to" if named and os.path.abspath(named) == data_dir else "set MNIST_DATA_DIR to"
+    return "change MNIST_DATA_DIR to" if _named_by_variable(data_dir) else "set MNIST_DATA_DIR to"
 
 
 def load_mnist(data_dir=None, train=True, transform=None, subset=None):
