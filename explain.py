@@ -230,9 +230,12 @@ def receptive_field_table(model):
 
 
 def last_convolution(rows):
-    """The row of the last convolution among receptive_fields' rows (None without one)."""
+    """The row of the last convolution with more than one unit per map, among receptive_fields' rows (None
+    without a convolution). A 1x1 convolution after global average pooling is a linear layer on the pooled
+    values: the field the assignments ask about is the one the pooling averages, the convolution's before it."""
     convolutions = [row for row in rows if row["kind"] == "conv"]
-    return convolutions[-1] if convolutions else None
+    spatial = [row for row in convolutions if row["shape"][-2:] != (1, 1)]
+    return (spatial or convolutions or [None])[-1]
 
 
 def receptive_field_box(field, row, col):

@@ -48,6 +48,13 @@ def test_receptive_fields_of_net_come_from_its_layers():
     assert explain.last_convolution(rows)["layer"] == "conv4"
 
 
+def test_the_last_convolution_is_the_one_before_global_pooling_not_a_1x1_classifier_after_it():
+    rows = explain.receptive_fields(helpers.AssignmentNet())
+    assert [row["layer"] for row in rows if row["kind"] == "conv"][-1] == "classify"
+    last = explain.last_convolution(rows)
+    assert (last["layer"], last["shape"], last["rf"]) == ("features.5.0", (12, 11, 11), (14, 14))
+
+
 def test_receptive_fields_of_another_network_with_stride_padding_dilation_and_pooling_modules():
     other = nn.Sequential(nn.Conv2d(1, 4, 5, padding=2), nn.MaxPool2d(2), nn.Conv2d(4, 8, 3, stride=2),
                           nn.ReLU(), nn.Conv2d(8, 8, 3, dilation=2, padding=2), nn.AvgPool2d(3, stride=1),
