@@ -174,6 +174,57 @@ def test_strokes_drawn_with_the_mouse_are_read(browser, serve, tmp_path):
     page.close()
 
 
+PAD_AND_PICTURE = """() => {
+  const pad = document.getElementById("pad");
+  const shown = document.getElementById("input").getContext("2d").getImageData(0, 0, 28, 28).data;
+  return { png: pad.toDataURL("image/png"), picture: Array.from(shown.filter((_, i) => i % 4 === 0)) };
+}"""
+
+
+def drawn_pad(page, strokes):
+    """Draws `strokes` on a cleared pad and waits for the answer; returns (the pad as a PIL image, the 28x28
+    picture the page shows, its answer)."""
+    page.click("#clear")
+    for points in strokes:
+        stroke(page, points)
+    page.wait_for_function("document.getElementById('answer').textContent !== ''", timeout=240_000)
+    shown = page.evaluate(PAD_AND_PICTURE)
+    pad = Image.open(io.BytesIO(base64.b64decode(shown["png"].split(",", 1)[1]))).convert("RGB")
+    return pad, np.array(shown["picture"], dtype=np.float64).reshape(28, 28), page.inner_text("#answer")
+
+
+def assert_read_as_predict_py_reads(pad, picture, answer, model):
+    expected = (predict.preprocess(pad)[0, 0] * 0.3081 + 0.1307).double().numpy() * 255
+    assert np.abs(picture - expected).max() <= 1.0
+    assert answer == str(predict.predict(pad, model)[0])
+
+
+def test_a_digit_touching_the_pads_edges_is_read_as_predict_py_reads_it(browser, serve):
+    page = open_page(browser, serve())
+    # a 1 from the top edge to the bottom one, its foot out to the left edge (the brush's round end reaches it)
+    pad, picture, answer = drawn_pad(page, [[(0.55, 0.01), (0.55, 0.99)], [(0.01, 0.97), (0.55, 0.97)]])
+    ink = np.asarray(pad.convert("L")) < 128
+    assert ink[0].any() and ink[-1].any() and ink[:, 0].any()  # the ink does reach three edges
+    assert_read_as_predict_py_reads(pad, picture, answer, predict.load_model())
+    page.close()
+
+
+def test_a_stroke_that_leaves_the_pad_and_comes_back_goes_on_and_is_read_when_released_outside(browser, serve):
+    page = open_page(browser, serve())
+    box = page.query_selector("#pad").bounding_box()
+    assert box["x"] > 0.05 * box["width"]  # the pointer leaves the pad, not the window
+    # a 7 whose bar runs out past the left edge and back in, then its stem, out past the bottom edge where the
+    # button goes up: one stroke
+    seven = [(0.3, 0.22), (-0.05, 0.22), (-0.05, 0.3), (0.75, 0.3), (0.45, 0.85), (0.42, 1.06)]
+    pad, picture, answer = drawn_pad(page, [seven])
+    ink = np.asarray(pad.convert("L")) < 128
+    assert ink[int(0.3 * 280), :20].any()  # where the stroke came back in
+    assert ink[int(0.6 * 280), int(0.59 * 280) - 15:int(0.59 * 280) + 15].any()  # its stem, drawn after the return
+    assert_read_as_predict_py_reads(pad, picture, answer, predict.load_model())
+    assert answer == "7"
+    page.close()
+
+
 def test_a_missing_model_file_is_said_in_one_sentence(browser, serve, tmp_path):
     folder = tmp_path / "web"
     folder.mkdir()
