@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 
 import networks
-from data import load_mnist, train_transforms
+from data import load_mnist, train_augmentation
 from env import get_device, require
 from fast import FastPath
 from training import Training, add_recipe_options, autocast, recipe_from_args, train
@@ -227,7 +227,8 @@ def serve(conn, fast, network, recipe):
     Its own process, because the fast path changes how this process's memory allocator behaves
     (fast.keep_freed_memory), which would also speed up the seed pipeline as the original never was."""
     torch.manual_seed(0)
-    pipeline = make_pipeline(fast, load_mnist(train=True, transform=train_transforms), network, recipe)
+    train_data = load_mnist(train=True, transform=train_augmentation(recipe.rotation))
+    pipeline = make_pipeline(fast, train_data, network, recipe)
     answers = {"rate": images_per_second, "breakdown": step_breakdown}
     for command, steps in iter(conn.recv, ("stop", 0)):
         conn.send(answers[command](pipeline, steps, recipe.batch_size))

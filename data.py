@@ -17,14 +17,22 @@ RAW_FILES = {
     "t10k-labels-idx1-ubyte": (8 + 10000, 2049),
 }
 
+
+
+def train_augmentation(rotation=15.0):
+    """The original notebook's train transforms, with its random rotation of up to `rotation` degrees each way (15
+    in the original; training.Recipe's rotation)."""
+    return transforms.Compose([
+        transforms.RandomApply([transforms.CenterCrop(22)], p=0.1),  # sometimes zoom in on the centre
+        transforms.Resize((28, 28)),
+        transforms.RandomRotation((-rotation, rotation), fill=0),
+        transforms.ToTensor(),
+        transforms.Normalize((MNIST_MEAN,), (MNIST_STD,)),
+    ])
+
+
 # The original notebook's transforms, unchanged.
-train_transforms = transforms.Compose([
-    transforms.RandomApply([transforms.CenterCrop(22)], p=0.1),  # sometimes zoom in on the centre
-    transforms.Resize((28, 28)),
-    transforms.RandomRotation((-15.0, 15.0), fill=0),
-    transforms.ToTensor(),
-    transforms.Normalize((MNIST_MEAN,), (MNIST_STD,)),
-])
+train_transforms = train_augmentation()
 test_transforms = transforms.Compose([
     transforms.ToTensor(),
     transforms.Normalize((MNIST_MEAN,), (MNIST_STD,)),

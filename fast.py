@@ -91,12 +91,13 @@ def prepare_fast(model, device, precision=None):
     return model, fast_amp_dtype(device, precision)
 
 
-def draw_augmentation(n, device="cpu"):
-    """Per image: a rotation angle uniform in [-15, 15] degrees and a crop decision with probability 0.1.
+def draw_augmentation(n, device="cpu", rotation=15.0):
+    """Per image: a rotation angle uniform in [-rotation, rotation] degrees (the original's 15) and a crop decision
+    with probability 0.1.
 
     Drawn on `device` from its generator, which torch.manual_seed seeds, so a run repeats exactly."""
     crop = torch.rand(n, device=device) < 0.1
-    angles = torch.empty(n, device=device).uniform_(-15.0, 15.0)
+    angles = torch.empty(n, device=device).uniform_(-rotation, rotation)
     return angles, crop
 
 
@@ -132,16 +133,18 @@ def _images_and_targets(dataset):
 class DeviceLoader:
     """Yields normalized (data, target) batches like a DataLoader, from uint8 images held on `device`.
 
-    train=True shuffles every epoch and applies `augment`; otherwise the order is fixed and the
-    images are only normalized. (With one channel an image is the same bytes in channels_last and in
-    the plain layout, so the batches need no conversion for prepare_fast's channels_last model.)"""
+    train=True shuffles every epoch and applies `augment`, rotating up to `rotation` degrees each way; otherwise
+    the order is fixed and the images are only normalized. (With one channel an image is the same bytes in
+    channels_last and in the plain layout, so the batches need no conversion for prepare_fast's channels_last
+    model.)"""
 
-    def __init__(self, dataset, batch_size, device, train=False):
+    def __init__(self, dataset, batch_size, device, train=False, rotation=15.0):
         images, targets = _images_and_targets(dataset)
         self.images = images.to(device).unsqueeze(1)  # uint8: 47 MB for the train set
         self.targets = targets.to(device)
         self.batch_size = batch_size
         self.train = train
+        self.rotation = rotation
 
     def __len__(self):
         return math.ceil(len(self.targets) / self.batch_size)
@@ -157,7 +160,7 @@ class DeviceLoader:
         """(data, target) of the images at `indices`, augmented when training, normalized."""
         data = self.images[indices].float().div_(255)
         if self.train:
-            data = augment(data)
+            data = augment(data, *draw_augmentation(len(data), data.device, self.rotation))
         return normalize(data), self.targets[indices]
 
     def __iter__(self):
@@ -243,7 +246,9 @@ class FastPath:
     def training(self, model, recipe=Recipe(), precision=None):
         """`recipe`'s optimizer, scheduler and loss for `model` on the device, in its layout and precision
         (prepare_fast), each step a CUDA graph replay where uses_cuda_graph says so. precision: 'bf16', 'fp16',
-        'fp32' or 'auto'; None reads S5_PRECISION (fast_amp_dtype)."""
+        'fp32' or 'auto'; None reads S5_PRECISION (fast_amp_dtype). The train loader augments with the recipe's
+        rotation from here on."""
+        self.train_loader.rotation = recipe.rotation
         model, amp_dtype = prepare_fast(model.to(self.device), self.device, precision)
         graphed = uses_cuda_graph(self.device, amp_dtype, model, recipe)
         optimizer = recipe.make_optimizer(model.parameters(), lr_tensor=graphed)

@@ -28,7 +28,9 @@ class Recipe:
     """The numbers and choices a training run is made of; the defaults are the original's recipe.
 
     scheduler 'step' is StepLR (lr times gamma every step_size epochs, stepped once an epoch); 'onecycle' is
-    OneCycleLR with lr as its peak, stepped after every batch. momentum is SGD's (Adam ignores it)."""
+    OneCycleLR with lr as its peak, stepped after every batch. momentum is SGD's (Adam ignores it). rotation: the
+    train augmentation's random rotation, up to this many degrees each way; the fast path draws it from the recipe,
+    the seed pipeline from its loader's transforms (data.train_augmentation(rotation) builds them)."""
     epochs: int = 20
     batch_size: int = 512
     optimizer: str = "sgd"
@@ -37,6 +39,7 @@ class Recipe:
     scheduler: str = "step"
     step_size: int = 15
     gamma: float = 0.1
+    rotation: float = 15.0
 
     def __post_init__(self):
         for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
@@ -45,6 +48,8 @@ class Recipe:
         for name in ("epochs", "batch_size", "lr", "step_size"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"The recipe's {name} must be above 0, not {getattr(self, name)!r}")
+        if not 0 <= self.rotation <= 180:
+            raise ValueError(f"The recipe's rotation must be from 0 to 180 degrees, not {self.rotation!r}")
 
     @property
     def per_batch(self):
@@ -311,6 +316,8 @@ def add_recipe_options(parser, recipe=Recipe()):
                        help="step: StepLR; onecycle: OneCycleLR (default: %(default)s)")
     group.add_argument("--step-size", type=int, default=recipe.step_size, help="StepLR's (default: %(default)s)")
     group.add_argument("--gamma", type=float, default=recipe.gamma, help="StepLR's (default: %(default)s)")
+    group.add_argument("--rotation", type=float, default=recipe.rotation,
+                       help="the augmentation's random rotation, degrees each way (default: %(default)s)")
 
 
 def recipe_from_args(args):

@@ -10,7 +10,7 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from data import MNIST_MEAN, MNIST_STD
+from data import MNIST_MEAN, MNIST_STD, normalize
 from fast import (DeviceLoader, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation, fast_amp_dtype,
                   FastPath, grad_scaler, keep_freed_memory, prepare_fast, uses_cuda_graph)
 from model import Net
@@ -91,6 +91,22 @@ def test_augmentation_draws_cover_the_recipe():
     assert counts.min() > 0.9 * counts.mean()  # every degree of the range is used, evenly
     share = crop.float().mean().item()
     assert abs(share - 0.1) < 4 * (0.1 * 0.9 / 200_000) ** 0.5  # four standard errors
+
+
+@pytest.mark.quick
+def test_the_recipes_rotation_reaches_the_fast_paths_train_batches(mnist_train):
+    path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 256)
+    plain = path.train_loader.images.float().div(255)
+    for rotation in (7.0, 0.0):
+        path.training(Net(), Recipe(rotation=rotation))
+        torch.manual_seed(3)
+        batch, _ = path.train_loader.batch(slice(0, 256))
+        torch.manual_seed(3)
+        angles, crop = draw_augmentation(256, rotation=rotation)
+        assert torch.equal(batch, normalize(augment(plain, angles, crop)))
+        assert angles.abs().max() <= rotation and (rotation == 0 or angles.abs().max() > 0.9 * rotation)
+    torch.manual_seed(3)
+    assert not torch.equal(batch, normalize(augment(plain, *draw_augmentation(256))))  # not the original's 15
 
 
 def test_augment_without_arguments_uses_one_fresh_draw(mnist_test):

@@ -173,3 +173,16 @@ def test_the_progress_variable_decides_and_a_bad_value_is_named(monkeypatch):
     monkeypatch.delenv("S5_PROGRESS")
     assert not training.watched_notebook()  # pytest is no notebook
 
+
+
+@pytest.mark.quick
+def test_the_recipes_rotation_is_the_seed_pipelines_with_its_transforms_and_is_refused_out_of_range():
+    from torchvision import transforms
+    rotations = [t.degrees for t in data.train_augmentation(7.0).transforms if isinstance(t, transforms.RandomRotation)]
+    assert rotations == [[-7.0, 7.0]]
+    assert [t.degrees for t in data.train_transforms.transforms if isinstance(t, transforms.RandomRotation)] == [
+        [-15.0, 15.0]]  # the original's
+    assert Recipe().rotation == 15.0 and Recipe(rotation=0).rotation == 0
+    for rotation in (-1.0, 181.0):
+        with pytest.raises(ValueError, match=f"The recipe's rotation must be from 0 to 180 degrees, not {rotation}"):
+            Recipe(rotation=rotation)
