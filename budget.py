@@ -2,7 +2,7 @@
 
     python budget.py small:SmallNet                       # the defaults: < 8,000 parameters, <= 15 epochs,
                                                           # 99.4% in each of the last 3 epochs, on 3 seeds
-    python budget.py small:SmallNet --optimizer sgd --scheduler onecycle --lr 0.6 --batch-size 128 --epochs 15
+    python budget.py small:SmallNet --optimizer sgd --scheduler onecycle --lr 0.6 --batch-size 128 --rotation 7
     python budget.py my_nets:Net6 --parameters 20000 --max-epochs 19 --last 1 --seeds 1   # the first assignment's
 
 Each seed trains on the fast path (fast.FastPath) with the recipe given (the original's by default) and is tested

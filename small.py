@@ -2,7 +2,7 @@
 pooling, no linear layer, 3,892 parameters. Its design, its receptive fields and its figures are in
 docs/own-network.md.
 
-    python budget.py small:SmallNet --scheduler onecycle --lr 0.6 --batch-size 128"""
+    python budget.py small:SmallNet --scheduler onecycle --lr 0.6 --batch-size 128 --rotation 7"""
 import torch.nn as nn
 import torch.nn.functional as F
 
