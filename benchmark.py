@@ -128,7 +128,7 @@ def layers_of(model, data):
 
 def conv_times(conv, inputs, amp_dtype, repeats):
     """Median seconds of one convolution's forward, its input gradient and its weight gradient (with the
-    bias's), in the fast path's precision and memory format. conv1's input gradient is None: its input is
+    bias's, where it has one: batch norm's networks leave it out), in the fast path's precision and memory format. conv1's input gradient is None: its input is
     the data, whose gradient nobody computes."""
     inputs = inputs.clone().requires_grad_(conv.in_channels > 1)
 
@@ -144,7 +144,7 @@ def conv_times(conv, inputs, amp_dtype, repeats):
 
     input_s = median_seconds(gradient_of([inputs]), repeats) if inputs.requires_grad else None
     return (median_seconds(forward, repeats), input_s,
-            median_seconds(gradient_of([conv.weight, conv.bias]), repeats))
+            median_seconds(gradient_of([p for p in (conv.weight, conv.bias) if p is not None]), repeats))
 
 
 def step_breakdown(pipeline, steps, batch_size):

@@ -68,3 +68,12 @@ def test_a_bad_network_or_recipe_is_refused_in_one_sentence():
         run = subprocess.run([sys.executable, "benchmark.py", *argv], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
         assert run.returncode == 2 and words in run.stderr.splitlines()[-1], run.stderr
+
+
+@pytest.mark.quick
+def test_the_breakdown_times_a_convolution_without_bias_as_batch_norm_networks_have_them():
+    import torch
+    import benchmark
+    conv = torch.nn.Conv2d(8, 10, 3, bias=False)
+    forward, input_gradient, weight_gradient = benchmark.conv_times(conv, torch.randn(4, 8, 12, 12), None, 2)
+    assert forward > 0 and input_gradient > 0 and weight_gradient > 0
