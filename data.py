@@ -16,10 +16,10 @@ RAW_FILES = {
     "t10k-images-idx3-ubyte": (16 + 10000 * 28 * 28, 2051),
     "t10k-labels-idx1-ubyte": (8 + 10000, 2049),
 }
+ROTATION = 15.0  # degrees each way: the original's random rotation, the default wherever a rotation is asked
 
 
-
-def train_augmentation(rotation=15.0):
+def train_augmentation(rotation=ROTATION):
     """The original notebook's train transforms, with its random rotation of up to `rotation` degrees each way (15
     in the original; training.Recipe's rotation)."""
     return transforms.Compose([

@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import networks
-from data import normalize
+from data import ROTATION, normalize
 from training import PRECISIONS, Recipe, Step, Training
 
 PRECISION_VARIABLE = "S5_PRECISION"
@@ -91,7 +91,7 @@ def prepare_fast(model, device, precision=None):
     return model, fast_amp_dtype(device, precision)
 
 
-def draw_augmentation(n, device="cpu", rotation=15.0):
+def draw_augmentation(n, device="cpu", rotation=ROTATION):
     """Per image: a rotation angle uniform in [-rotation, rotation] degrees (the original's 15) and a crop decision
     with probability 0.1.
 
@@ -138,7 +138,7 @@ class DeviceLoader:
     channels_last and in the plain layout, so the batches need no conversion for prepare_fast's channels_last
     model.)"""
 
-    def __init__(self, dataset, batch_size, device, train=False, rotation=15.0):
+    def __init__(self, dataset, batch_size, device, train=False, rotation=ROTATION):
         images, targets = _images_and_targets(dataset)
         self.images = images.to(device).unsqueeze(1)  # uint8: 47 MB for the train set
         self.targets = targets.to(device)

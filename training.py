@@ -12,6 +12,8 @@ import warnings
 import torch
 import torch.nn as nn
 
+from data import ROTATION
+
 with warnings.catch_warnings():
     # Without ipywidgets, tqdm.auto warns and falls back to text bars, which is what we want in
     # headless runs (the committed notebook's log); with ipywidgets, Jupyter shows widget bars.
@@ -39,7 +41,7 @@ class Recipe:
     scheduler: str = "step"
     step_size: int = 15
     gamma: float = 0.1
-    rotation: float = 15.0
+    rotation: float = ROTATION
 
     def __post_init__(self):
         for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
