@@ -1,5 +1,9 @@
 """training.py: the recipe, the one step, the epoch loops and their progress bars."""
+import os
 import re
+import struct
+import subprocess
+import sys
 
 import matplotlib
 import pytest
@@ -11,6 +15,7 @@ import data
 import training
 from data import load_mnist
 from fast import DeviceLoader
+from helpers import ROOT
 from model import Net
 from pictures import plot_confusion_matrix, plot_incorrect
 from training import Recipe, Step, get_confusion_matrix, per_class_accuracy, train
@@ -159,6 +164,51 @@ def test_a_given_train_step_runs_every_step_and_train_only_keeps_the_score(mnist
     assert accuracy == pytest.approx(100 * correct / 200)
     assert loss == pytest.approx(sum(nn.functional.nll_loss(p, target).item()
                                      for p, (_, target) in zip(predictions, batches)) / 4)
+
+
+TERMINAL_EPOCH = """
+import time
+import torch, torch.nn as nn, torch.optim as optim
+import data, training
+from model import Net
+loader = torch.utils.data.DataLoader(data.load_mnist(train=True, transform=data.test_transforms, subset=640),
+                                     batch_size=64)
+model = Net()
+optimizer, criterion = optim.SGD(model.parameters(), lr=0.01), nn.CrossEntropyLoss()
+step = training.Step(model, "cpu", optimizer, criterion)
+def slow_step(batch):  # long enough an epoch for several of tqdm's refreshes (one each 0.1 s)
+    time.sleep(0.05)
+    return step(batch)
+training.train(model, "cpu", loader, optimizer, criterion, slow_step)
+"""
+
+
+@pytest.mark.quick
+def test_on_a_terminal_the_bar_refreshes_during_the_epoch(monkeypatch):
+    """A person at a terminal sees the epoch go by: the bar is redrawn in place (carriage returns) with the batch
+    counter rising, not written once at the end as in a log."""
+    pty, termios, fcntl = (pytest.importorskip(name) for name in ("pty", "termios", "fcntl"))  # not on Windows
+    monkeypatch.delenv("S5_PROGRESS", raising=False)
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 30, 120, 0, 0))  # a new pty is 0 wide: no bar
+    child = subprocess.Popen([sys.executable, "-c", TERMINAL_EPOCH], cwd=ROOT, stdin=terminal, stdout=terminal,
+                             stderr=terminal)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:  # the terminal closes with the child
+            break
+        if not chunk:
+            break
+        shown += chunk
+    os.close(main)
+    assert child.wait(timeout=60) == 0, shown.decode(errors="replace")
+    shown = shown.decode()
+    batches = [int(i) for i in BAR.findall(shown)]
+    assert "\r" in shown and batches[-1] == 9
+    assert len(set(batches)) >= 3 and batches == sorted(batches)  # refreshed mid-epoch, counting up
 
 
 @pytest.mark.quick
