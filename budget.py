@@ -133,7 +133,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("network", help="the network, as module:Class")
     for name, (option, kind, text) in OPTIONS.items():
-        parser.add_argument(option, dest=name, type=budget_figure(option, kind), default=getattr(Budget, name),
+        parser.add_argument(option, dest=f"budget_{name}", type=budget_figure(option, kind),  # --epochs is the recipe's
+                            default=getattr(Budget, name),
                             help=f"{text} (default: %(default)s)")
     add_recipe_options(parser, Recipe(epochs=Budget.epochs))  # the original's recipe, as long as the budget allows
     parser.add_argument("--subset", type=int, default=None, help="train and test on the first N images (a dry run)")
@@ -141,7 +142,7 @@ def main(argv=None):
     from data import MNISTUnavailable, load_mnist
     from env import get_device
     try:
-        budget = Budget(*(getattr(args, name) for name in OPTIONS))
+        budget = Budget(*(getattr(args, f"budget_{name}") for name in OPTIONS))
         recipe = recipe_from_args(args)
         model = networks.build(args.network)
         train_data = load_mnist(train=True, subset=args.subset)
