@@ -80,14 +80,14 @@ def test_the_command_exits_0_when_every_line_holds_and_1_when_the_accuracy_misse
     assert [line.split()[:4] for line in table if line.startswith("seed 1 ")] == [["seed", "1", "falls", "short"]]
 
 
-
 def test_the_epoch_budget_is_its_own_figure_not_the_recipes_epochs(capsys):
-    # --max-epochs and the recipe's --epochs once shared one argparse name, so the epochs line always held
+    # a recipe of 2 epochs against a budget of 1: the recipe's --epochs must not set the budget's --max-epochs
     argv = ["helpers:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1", "--max-epochs", "1"]
     assert budget.main(argv) == 1
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1:] for line in lines if line.startswith("epochs ")] == [
         ["falls", "short", "2", "(budget:", "at", "most", "1)"]]
+
 
 @pytest.mark.parametrize("argv, sentence", [
     (["helpers:png_header_only"], "helpers:png_header_only is not a torch.nn.Module class (function)"),
