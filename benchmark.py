@@ -11,6 +11,7 @@ they take turns, so that a drift in the machine's speed hits both. The arithmeti
 precision the fast path uses on this device (fast.fast_amp_dtype), never in one the device would have to
 emulate. Reads MNIST from MNIST_DATA_DIR (data.py says where else it looks)."""
 import argparse
+import contextlib
 import dataclasses
 import multiprocessing
 import os
@@ -24,7 +25,7 @@ import torch
 import torch.nn as nn
 
 import networks
-from data import load_mnist, train_augmentation
+from data import MNISTUnavailable, load_mnist, train_augmentation
 from env import get_device, require
 from fast import FastPath
 from training import Training, add_recipe_options, autocast, recipe_from_args, train
@@ -246,10 +247,10 @@ def run_throughput(args):
 
     def ask(name, command, steps):
         conn = workers[name][0]
-        conn.send((command, steps))
         try:
+            conn.send((command, steps))
             return conn.recv()
-        except EOFError:
+        except (EOFError, OSError):  # the pipe closed or broke: the worker is gone
             raise SystemExit(f"benchmark.py: the {name} pipeline's process failed (its error is above)") from None
 
     print(f"device: {device}; {args.network} ({networks.parameter_count(networks.build(args.network)):,} parameters), "
@@ -267,7 +268,8 @@ def run_throughput(args):
     finally:
         for conn, process in workers.values():
             if process.is_alive():
-                conn.send(("stop", 0))
+                with contextlib.suppress(OSError):  # it may end between the question and the send
+                    conn.send(("stop", 0))
             process.join()
     report_breakdown(breakdown, args.batch_size)
     seed, fast = statistics.median(rates["seed"]), statistics.median(rates["fast"])
@@ -329,6 +331,10 @@ def main(argv=None):
     os.environ.setdefault("TQDM_DISABLE", "1")
     if args.rounds < 1 or args.steps < 2:
         parser.error("--rounds must be at least 1 and --steps at least 2")
+    try:  # here, in one sentence, rather than as a traceback from each pipeline's process
+        load_mnist(train=True)
+    except MNISTUnavailable as e:
+        parser.exit(2, f"benchmark.py: {e}\n")
     if args.full:
         run_full(args)
     else:

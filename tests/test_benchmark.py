@@ -77,3 +77,16 @@ def test_the_breakdown_times_a_convolution_without_bias_as_batch_norm_networks_h
     conv = torch.nn.Conv2d(8, 10, 3, bias=False)
     forward, input_gradient, weight_gradient = benchmark.conv_times(conv, torch.randn(4, 8, 12, 12), None, 2)
     assert forward > 0 and input_gradient > 0 and weight_gradient > 0
+
+
+@pytest.mark.quick
+def test_without_the_data_offline_it_says_what_to_do_in_one_sentence(tmp_path):
+    closed = "http://127.0.0.1:9"  # a proxy on a closed local port: every download fails at once, as offline
+    env = {**os.environ, "MNIST_DATA_DIR": str(tmp_path / "data"), "http_proxy": closed, "https_proxy": closed,
+           "HTTP_PROXY": closed, "HTTPS_PROXY": closed, "no_proxy": "", "NO_PROXY": ""}
+    run = subprocess.run([sys.executable, "benchmark.py", "--rounds", "1", "--steps", "2"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300, env=env)
+    assert run.returncode == 2
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
+    assert run.stderr.startswith(f"benchmark.py: MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'} and could "
+                                 "not be downloaded (")
