@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from data import default_data_dir  # noqa: E402
+from small import SeparableNet  # noqa: E402
 
 DATA_DIR = os.path.abspath(default_data_dir())
 CHROMIUM = "/usr/bin/chromium"  # Debian's; Playwright's own browser download fails here
@@ -205,4 +206,5 @@ class StridedDilatedNet(torch.nn.Module):
 
 
 OTHER_NETWORKS = {"helpers:AssignmentNet": AssignmentNet, "helpers:ResidualNet": ResidualNet,
-                  "helpers:StridedDilatedNet": StridedDilatedNet}
+                  "helpers:StridedDilatedNet": StridedDilatedNet,
+                  "small:SeparableNet": SeparableNet}  # grouped (depthwise) convolutions

@@ -7,6 +7,7 @@ import budget
 from budget import Budget, verdict
 from helpers import AssignmentNet
 from model import Net
+from small import SeparableNet, SmallNet
 from training import Recipe
 
 pytestmark = pytest.mark.quick
@@ -54,6 +55,15 @@ def test_net_falls_short_on_parameters_and_a_long_recipe_on_epochs():
     assert verdicts(lines)["seed 1"] == "holds"
     assert "batch norm: no, dropout: no, GAP: no, linear layer: yes" in dict((w, v) for w, v, _ in lines)["uses"]
     assert "14x14 at its last convolution, conv4" in dict((w, v) for w, v, _ in lines)["receptive field"]
+
+
+@pytest.mark.parametrize("network", [SmallNet, SeparableNet])
+def test_the_shipped_small_networks_fit_under_4000_parameters_with_what_the_assignment_asks_for(network):
+    lines, _ = verdict(network(), f"small:{network.__name__}", Recipe(epochs=15), Budget(parameters=4000, seeds=1),
+                       [run(15, [99.5] * 15)])
+    assert verdicts(lines)["parameters"] == "holds"
+    assert "batch norm: yes, dropout: yes, GAP: yes, linear layer: no" in dict((w, v) for w, v, _ in lines)["uses"]
+    assert network()(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_an_unfinished_run_and_missing_seeds_fall_short():

@@ -33,8 +33,8 @@ def test_the_page_s_model_gives_the_shipped_weights_answers_on_the_test_set(test
 
 @pytest.mark.parametrize("network", OTHER_NETWORKS)
 def test_networks_of_other_kinds_export_with_their_answers_on_every_test_image(network, tmp_path, test_images):
-    """Batch norm, dropout and global average pooling; residual adds; strided, dilated and concatenated maps:
-    each exported, then ONNX Runtime against PyTorch on all 10,000 MNIST test images."""
+    """Batch norm, dropout and global average pooling; residual adds; strided, dilated and concatenated maps;
+    depthwise convolutions: each exported, then ONNX Runtime against PyTorch on all 10,000 MNIST test images."""
     torch.manual_seed(0)
     model = networks.build(network).eval()
     for module in model.modules():  # batch norm's running statistics, as after training, not its defaults
