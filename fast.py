@@ -1,6 +1,7 @@
 """The fast path: the same recipe as the original, with the data on the training device, the augmentation done
-there on whole batches, and the precision each device computes natively; on CUDA, each step of a network the
-graph is known to replay faithfully is one CUDA graph replay. FastPath is the one door; the rest are its parts."""
+there on whole batches, and the precision each device computes natively; on the CPU, max pooling through the
+faster of PyTorch's two kernels; on CUDA, each step of a network the graph is known to replay faithfully is one
+CUDA graph replay. FastPath is the one door; the rest are its parts."""
 import ctypes
 import dataclasses
 import math
@@ -10,6 +11,7 @@ import sys
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 import networks
 from data import ROTATION, normalize
@@ -89,6 +91,51 @@ def prepare_fast(model, device, precision=None):
     if device.type != "cpu" or not networks.uses(model)["batch norm"]:
         model = model.to(memory_format=torch.channels_last)
     return model, fast_amp_dtype(device, precision)
+
+
+class _MaxPoolChannelsLast(torch.autograd.Function):
+    """PyTorch's max pooling kernel for channels_last on a plain-layout tensor: the input is laid out channels_last,
+    pooled, and the result handed back in the plain layout; the gradient takes the same way back. Both kernels keep
+    the first largest value of each window, so the values, the indices and the gradients are the same."""
+
+    @staticmethod
+    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
+        x = x.contiguous(memory_format=torch.channels_last)
+        pooled, indices = torch.ops.aten.max_pool2d_with_indices(x, kernel_size, stride, padding, dilation, ceil_mode)
+        ctx.save_for_backward(x, indices)
+        ctx.window = kernel_size, stride, padding, dilation, ceil_mode
+        return pooled.contiguous()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, indices = ctx.saved_tensors
+        grad = torch.ops.aten.max_pool2d_with_indices_backward(
+            grad.contiguous(memory_format=torch.channels_last), x, *ctx.window, indices)
+        return grad.contiguous(), None, None, None, None, None
+
+
+def _max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    """F.max_pool2d through _MaxPoolChannelsLast for a batch that is not in channels_last already; None for anything
+    else. (With return_indices=True, F.max_pool2d hands over to F.max_pool2d_with_indices, never to this.)"""
+    if input.dim() != 4 or input.is_contiguous(memory_format=torch.channels_last):
+        return None
+    return _MaxPoolChannelsLast.apply(input, kernel_size, stride or [], padding, dilation, ceil_mode)
+
+
+class ChannelsLastPooling(TorchFunctionMode):
+    """Max pooling of a batch in the plain (NCHW) layout on the CPU, as the fast path's forward runs it: through
+    _MaxPoolChannelsLast, whatever the network and without changing its modules.
+
+    PyTorch pools an NCHW batch on the CPU with a scalar loop, about ten times slower than its kernel for
+    channels_last (docs/fast-path.md), and batch norm's networks keep the plain layout on the CPU (prepare_fast),
+    so that is where they pool. The values and gradients are the same to the last bit, so a run is too. Everything
+    else, pooling that asks for its indices included, runs as PyTorch runs it."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        pooled = _max_pool2d(*args, **kwargs) if func is F.max_pool2d else None
+        return func(*args, **kwargs) if pooled is None else pooled
 
 
 def draw_augmentation(n, device="cpu", rotation=ROTATION):
@@ -255,7 +302,8 @@ class FastPath:
         scheduler = recipe.make_scheduler(optimizer, len(self.train_loader))
         criterion = recipe.make_criterion()
         step = Step(model, self.device, optimizer, criterion, amp_dtype, grad_scaler(self.device, amp_dtype),
-                    scheduler if recipe.per_batch else None, cache_enabled=not graphed)
+                    scheduler if recipe.per_batch else None, cache_enabled=not graphed,
+                    functions=ChannelsLastPooling if self.device.type == "cpu" else None)
         batches = CudaGraphSteps(self.train_loader, step) if graphed else self.train_loader
         return Training(model, optimizer, scheduler, criterion, batches if graphed else step, batches,
                         self.test_loader, amp_dtype, graphed)

@@ -1,3 +1,4 @@
+import contextlib
 import copy
 import os
 import platform
@@ -11,9 +12,10 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD, normalize
-from fast import (DeviceLoader, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation, fast_amp_dtype,
-                  FastPath, grad_scaler, keep_freed_memory, prepare_fast, uses_cuda_graph)
+from fast import (ChannelsLastPooling, DeviceLoader, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation,
+                  fast_amp_dtype, FastPath, grad_scaler, keep_freed_memory, prepare_fast, uses_cuda_graph)
 from model import Net
+from small import SeparableNet
 from training import PRECISIONS, Recipe, Step, Training, train
 from training import test as evaluate  # pytest would collect a function named test
 
@@ -203,6 +205,63 @@ def test_the_fast_model_has_channels_last_weights():
     assert not Net().conv2.weight.is_contiguous(memory_format=torch.channels_last)
 
 
+POOLINGS = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, ceil_mode=True),
+            dict(kernel_size=(2, 3), stride=(1, 2), dilation=2)]
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("window", POOLINGS, ids=lambda window: ",".join(f"{k}={v}" for k, v in window.items()))
+def test_the_fast_pooling_pools_as_pytorch_pools_to_the_last_bit(dtype, window):
+    """Small integers make ties in most windows, as ReLU's zeros do: both kernels must pass each window's gradient
+    to the same one of its largest values."""
+    torch.manual_seed(0)
+    x = torch.randint(-3, 4, (6, 5, 13, 12)).to(dtype).requires_grad_()
+    pool = nn.MaxPool2d(**window)
+    expected = pool(x)
+    grad = torch.randn(expected.shape).to(dtype)
+    with ChannelsLastPooling():
+        pooled = pool(x)
+    assert type(pooled.grad_fn).__name__ == "_MaxPoolChannelsLastBackward"  # the faster kernel ran
+    assert pooled.is_contiguous()  # in the layout it came in
+    assert torch.equal(pooled, expected)
+    assert torch.equal(torch.autograd.grad(pooled, x, grad)[0], torch.autograd.grad(expected, x, grad)[0])
+
+
+@pytest.mark.quick
+def test_the_fast_pooling_leaves_to_pytorch_what_it_does_not_speed_up():
+    x = torch.randn(4, 3, 8, 8, requires_grad=True)
+    with ChannelsLastPooling():
+        pooled, indices = nn.functional.max_pool2d(x, 2, return_indices=True)
+        in_channels_last = nn.functional.max_pool2d(x.contiguous(memory_format=torch.channels_last), 2)
+        unbatched = nn.functional.max_pool2d(x[0], 2)
+        averaged = nn.functional.avg_pool2d(x, 2)
+    assert torch.equal(indices, nn.functional.max_pool2d(x, 2, return_indices=True)[1])
+    assert torch.equal(pooled, in_channels_last) and in_channels_last.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(unbatched, pooled[0]) and torch.equal(averaged, nn.functional.avg_pool2d(x, 2))
+    assert {type(t.grad_fn).__name__ for t in (pooled, in_channels_last, unbatched)} == {
+        "MaxPool2DWithIndicesBackward0"}
+
+
+@pytest.mark.quick
+def test_the_fast_paths_cpu_step_pools_through_the_fast_kernel_and_trains_to_the_same_bits(mnist_train):
+    """SeparableNet (batch norm, pooling, dropout), a few bf16 steps with the fast pooling and with PyTorch's own:
+    the same weights, bit for bit, so that no figure measured before the fast pooling moves."""
+    data = torch.utils.data.Subset(mnist_train, range(256))
+    runs, pooled_by = [], []
+    for functions in (ChannelsLastPooling, None):
+        torch.manual_seed(0)
+        training = FastPath(data, None, "cpu", 64).training(SeparableNet(), Recipe(lr=0.1), precision="bf16")
+        assert training.step.functions is ChannelsLastPooling  # the fast path's own on the CPU
+        training.step.functions = functions or contextlib.nullcontext  # and PyTorch's, for the second run
+        training.model.features[2].register_forward_hook(lambda module, inputs, out: pooled_by.append(out.grad_fn))
+        one_epoch(training, "cpu")
+        runs.append(training.model.state_dict())
+    assert type(pooled_by[0]).__name__ == "_MaxPoolChannelsLastBackward"
+    assert type(pooled_by[-1]).__name__ == "MaxPool2DWithIndicesBackward0"
+    assert all(torch.equal(runs[0][name], runs[1][name]) for name in runs[0])
+
+
 @pytest.mark.quick
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_each_precision_trains_on_this_cpu(mnist_test, precision):
@@ -379,7 +438,7 @@ def test_batch_norm_networks_keep_the_plain_layout_on_the_cpu_and_learn_their_st
 
 @pytest.mark.quick
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
-@pytest.mark.parametrize("network", [Net, WithBatchNormAndDropout])
+@pytest.mark.parametrize("network", [Net, WithBatchNormAndDropout, SeparableNet])
 def test_the_fast_path_step_gives_the_seed_pipelines_losses(mnist_train, network, precision):
     """The same network, weights and batches, stepped by the seed pipeline's plain Step and by the fast path's:
     the same losses, step after step, within the precision's tolerance (dropout switched off, so that both see
