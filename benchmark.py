@@ -27,7 +27,7 @@ import torch.nn as nn
 import networks
 from data import MNISTUnavailable, load_mnist, train_augmentation
 from env import get_device, require
-from fast import FastPath
+from fast import ChannelsLastPooling, FastPath
 from training import Training, add_recipe_options, autocast, recipe_from_args, train
 
 device = get_device()
@@ -148,6 +148,16 @@ def conv_times(conv, inputs, amp_dtype, repeats):
             median_seconds(gradient_of([p for p in (conv.weight, conv.bias) if p is not None]), repeats))
 
 
+def layout_of(step):
+    """The memory layout a Step trains its model in, as the report names it: channels_last, or the plain layout
+    (batch norm's networks on the CPU, fast.prepare_fast), there with its pooling in channels_last where the step
+    runs under fast.ChannelsLastPooling."""
+    weights = [p for p in step.model.parameters() if p.dim() == 4]
+    if all(w.is_contiguous(memory_format=torch.channels_last) for w in weights):
+        return "channels_last"
+    return "NCHW, pooling in channels_last" if step.functions is ChannelsLastPooling else "NCHW"
+
+
 def step_breakdown(pipeline, steps, batch_size):
     """Median milliseconds of each phase of the fast path's Step, timed one phase at a time (eagerly); the whole
     step as a CUDA graph replay, where the fast path uses one; each convolution alone; the FLOPs of a step and
@@ -183,9 +193,9 @@ def step_breakdown(pipeline, steps, batch_size):
     backward = 2 * forward - layers[0][3]  # twice the forward, less the first layer's input gradient, never needed
     convs = [(name, tuple(x.shape[1:]), flops, *conv_times(m, x, training.amp_dtype, steps))
              for name, m, x, flops in layers if isinstance(m, nn.Conv2d)]
-    return {"precision": training.precision, "peak": matmul_peak(training.amp_dtype), "forward": forward,
-            "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()}, "convs": convs,
-            "graph": graph_ms}
+    return {"precision": training.precision, "layout": layout_of(step), "peak": matmul_peak(training.amp_dtype),
+            "forward": forward, "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()},
+            "convs": convs, "graph": graph_ms}
 
 
 def report_breakdown(b, batch_size):
@@ -274,7 +284,7 @@ def run_throughput(args):
     report_breakdown(breakdown, args.batch_size)
     seed, fast = statistics.median(rates["seed"]), statistics.median(rates["fast"])
     print(f"\nseed pipeline (PIL transforms, 2 workers, fp32, NCHW): {seed:8.0f} images/s (median)")
-    print(f"fast path (device-resident, batched augmentation, {breakdown['precision']}, channels_last): "
+    print(f"fast path (device-resident, batched augmentation, {breakdown['precision']}, {breakdown['layout']}): "
           f"{fast:8.0f} images/s (median)")
     per_image = (breakdown["forward"] + breakdown["backward"]) / args.batch_size
     limit = breakdown["peak"] * 1e9 / per_image

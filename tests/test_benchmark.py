@@ -90,3 +90,17 @@ def test_without_the_data_offline_it_says_what_to_do_in_one_sentence(tmp_path):
     assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
     assert run.stderr.startswith(f"benchmark.py: MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'} and could "
                                  "not be downloaded (")
+
+
+@pytest.mark.quick
+def test_the_report_names_the_layout_each_network_trains_in(mnist_train):
+    import torch
+    import benchmark
+    from fast import FastPath
+    from model import Net
+    from small import SmallNet
+    from training import Training
+    path = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64)
+    assert benchmark.layout_of(path.training(Net()).step) == "channels_last"
+    assert benchmark.layout_of(path.training(SmallNet()).step) == "NCHW, pooling in channels_last"
+    assert benchmark.layout_of(Training.plain(SmallNet(), "cpu", [], None).step) == "NCHW"
