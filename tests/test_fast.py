@@ -245,13 +245,13 @@ def test_the_fast_pooling_leaves_to_pytorch_what_it_does_not_speed_up():
 
 @pytest.mark.quick
 def test_the_fast_paths_cpu_step_pools_through_the_fast_kernel_and_trains_to_the_same_bits(mnist_train):
-    """SeparableNet (batch norm, pooling, dropout), a few bf16 steps with the fast pooling and with PyTorch's own:
-    the same weights, bit for bit, so that no figure measured before the fast pooling moves."""
+    """SeparableNet (batch norm, pooling, dropout), a few steps in this CPU's precision with the fast pooling and
+    with PyTorch's own: the same weights, bit for bit, so that no figure measured before the fast pooling moves."""
     data = torch.utils.data.Subset(mnist_train, range(256))
     runs, pooled_by = [], []
     for functions in (ChannelsLastPooling, None):
         torch.manual_seed(0)
-        training = FastPath(data, None, "cpu", 64).training(SeparableNet(), Recipe(lr=0.1), precision="bf16")
+        training = FastPath(data, None, "cpu", 64).training(SeparableNet(), Recipe(lr=0.1))
         assert training.step.functions is ChannelsLastPooling  # the fast path's own on the CPU
         training.step.functions = functions or contextlib.nullcontext  # and PyTorch's, for the second run
         training.model.features[2].register_forward_hook(lambda module, inputs, out: pooled_by.append(out.grad_fn))
