@@ -16,7 +16,7 @@ from captum import attr
 
 import networks
 from data import normalize
-from networks import _tensors
+from networks import tensors_in
 from pictures import attribution_picture, digit_grid, feature_map_grid
 
 BACKGROUND = normalize(0.0)  # a black MNIST pixel, as the network sees it
@@ -94,7 +94,7 @@ def _kind(call, inputs):
     func = call["func"]
     if func in networks.CONVOLUTIONS:
         return "conv"
-    if func in networks.POOLINGS | networks.ADAPTIVE_POOLINGS or networks._global_pool(call):
+    if func in networks.POOLINGS | networks.ADAPTIVE_POOLINGS or networks.is_global_pool(call):
         return "pool"
     if func in networks.LINEAR:
         return "linear"
@@ -144,10 +144,10 @@ def _walk(model, calls, images):
     modules = dict(model.named_modules())
     counts, rows, follows = {}, [], {}  # follows: a tensor -> the row whose output it still is, after BN, ReLU...
     for call in calls:
-        inputs = [t for t in _tensors(call["args"]) + _tensors(call["kwargs"]) if id(t) in fields]
+        inputs = [t for t in tensors_in(call["args"]) + tensors_in(call["kwargs"]) if id(t) in fields]
         if not inputs:
             continue
-        outputs = _tensors(call["output"])
+        outputs = tensors_in(call["output"])
         kind = _kind(call, inputs)
         first, out = inputs[0], outputs[0]
         source, source_spans = fields[id(first)], spans[id(first)]
@@ -211,7 +211,8 @@ def receptive_fields(model, input_shape=networks.INPUT_SHAPE):
              "start": row["field"] and row["field"][2], "spans": row["spans"]} for row in rows]
 
 
-def _size(pair):
+def size_text(pair):
+    """A (height, width) pair as the tables write it, '18x18'; '?' where it is not known."""
     return "?" if pair is None else f"{pair[0]}x{pair[1]}"
 
 
@@ -222,8 +223,8 @@ def receptive_field_table(model):
     lines = [f"{'layer':<{width}}{'kind':<8}{'output':>14}{'receptive field':>17}{'jump':>7}{'params':>10}"]
     for row in rows:
         shape = "x".join(map(str, row["shape"]))
-        jump = "-" if row["rf"] is not None and row["jump"] is None else _size(row["jump"])
-        lines.append(f"{row['layer']:<{width}}{row['kind']:<8}{shape:>14}{_size(row['rf']):>17}{jump:>7}"
+        jump = "-" if row["rf"] is not None and row["jump"] is None else size_text(row["jump"])
+        lines.append(f"{row['layer']:<{width}}{row['kind']:<8}{shape:>14}{size_text(row['rf']):>17}{jump:>7}"
                      f"{row['params']:>10,}")
     lines.append(f"total parameters: {networks.parameter_count(model):,}")
     return "\n".join(lines)
@@ -347,8 +348,8 @@ def plot_feature_maps(model, image, layers=None):
     fig, axes = plt.subplots(len(layers), 1, figsize=(12, 1.9 * len(layers)), squeeze=False)
     for ax, layer in zip(axes[:, 0], layers):
         ax.imshow(feature_map_grid(maps[layer][0])[0])
-        ax.set_title(f"{layer}: {_size(rows[layer]['shape'][1:])} maps, the 8 most active of {maps[layer].shape[1]}; "
-                     f"each unit sees {_size(rows[layer]['rf'])} input pixels", fontsize=10)
+        ax.set_title(f"{layer}: {size_text(rows[layer]['shape'][1:])} maps, the 8 most active of {maps[layer].shape[1]}; "
+                     f"each unit sees {size_text(rows[layer]['rf'])} input pixels", fontsize=10)
         ax.axis("off")
     fig.tight_layout()
     return fig

@@ -149,13 +149,14 @@ MERGES = {torch.add: "add", torch.Tensor.add: "add", torch.Tensor.__add__: "add"
           torch.concatenate: "cat"}
 
 
-def _tensors(value):
+def tensors_in(value):
+    """The tensors in a call's arguments or output, however nested in lists, tuples and dicts."""
     if isinstance(value, torch.Tensor):
         return [value]
     if isinstance(value, (list, tuple)):
-        return [t for item in value for t in _tensors(item)]
+        return [t for item in value for t in tensors_in(item)]
     if isinstance(value, dict):
-        return [t for item in value.values() for t in _tensors(item)]
+        return [t for item in value.values() for t in tensors_in(item)]
     return []
 
 
@@ -183,7 +184,7 @@ class _Calls(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         output = func(*args, **kwargs)
-        if isinstance(output, torch.Tensor) or (isinstance(output, tuple) and _tensors(output)):
+        if isinstance(output, torch.Tensor) or (isinstance(output, tuple) and tensors_in(output)):
             module, leaf = self.stack[-1] if self.stack else ("", False)
             self.calls.append({"func": func, "args": args, "kwargs": kwargs, "output": output, "module": module,
                                "leaf": leaf})
@@ -209,17 +210,17 @@ def uses(model):
     model.train(was_training)
     funcs = [call["func"] for call in calls]
     return {"batch norm": any(f in BATCH_NORMS for f in funcs), "dropout": any(f in DROPOUTS for f in funcs),
-            "GAP": any(call["func"] in AVERAGES and _global_pool(call) for call in calls),
+            "GAP": any(call["func"] in AVERAGES and is_global_pool(call) for call in calls),
             "linear layer": any(f in LINEAR for f in funcs)}
 
 
-def _global_pool(call):
+def is_global_pool(call):
     """Whether a pooling or a reduction leaves one value per channel of 4-d maps, as global pooling does."""
-    inputs = _tensors(call["args"][:1])
+    inputs = tensors_in(call["args"][:1])
     if call["func"] not in POOLINGS | ADAPTIVE_POOLINGS | REDUCTIONS or not inputs or inputs[0].dim() != 4:
         return False
     batch, channels, height, width = inputs[0].shape
-    output = _tensors(call["output"])[0]
+    output = tensors_in(call["output"])[0]
     return height * width > 1 and output.shape[0] == batch and output.numel() == batch * channels
 
 
