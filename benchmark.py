@@ -4,11 +4,12 @@
     python benchmark.py --network small:SmallNet --batch-size 128   # the same for another network and recipe
     python benchmark.py --full     # the whole 20-epoch fast recipe (S5.ipynb, fast=True): time, accuracy, RSS
     python benchmark.py --full --pipeline seed --epochs 1   # what one epoch of the original costs here
+    python benchmark.py --ablation # the fast step with each of its mechanisms switched off in turn
     S5_PRECISION=fp32 python benchmark.py   # the fast path in a precision of your choice (bf16, fp16, fp32)
 
 Both pipelines train the same network with the same recipe through training.train, each with its own Step;
 they take turns, so that a drift in the machine's speed hits both. The arithmetic limit is measured in the
-precision the fast path uses on this device (fast.fast_amp_dtype), never in one the device would have to
+precision the fast path uses on this device (fast.precision_choice), never in one the device would have to
 emulate. Reads MNIST from MNIST_DATA_DIR (data.py says where else it looks)."""
 import argparse
 import contextlib
@@ -27,10 +28,14 @@ import torch.nn as nn
 import networks
 from data import MNISTUnavailable, load_mnist, train_augmentation
 from env import get_device, require
-from fast import ChannelsLastPooling, FastPath
+import fast as fast_module
+from fast import FastPath
 from training import Training, add_recipe_options, autocast, recipe_from_args, train
 
 device = get_device()
+# What the fast path does beyond holding the data on the device and augmenting whole batches there; --ablation
+# switches each off in turn (make_pipeline says how).
+MECHANISMS = ("precision", "channels_last", "freed memory")
 
 
 class Steps:
@@ -79,12 +84,18 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 NOTEBOOK = os.path.join(HERE, "S5.ipynb")
 
 
-def make_pipeline(fast, train_data, network, recipe):
+def make_pipeline(fast, train_data, network, recipe, off=None):
     """(training.Training, the loader of augmented batches) for one pipeline as S5.ipynb builds it, without a test
-    loader: the fast path through its door, the seed pipeline as the original's DataLoader and the plain Step."""
+    loader: the fast path through its door, the seed pipeline as the original's DataLoader and the plain Step.
+    off: one of the fast path's MECHANISMS, switched off (in this process only, which is its own)."""
     if fast:
+        if off == "freed memory":
+            fast_module.keep_freed_memory = lambda: False
         path = FastPath(train_data, None, device, recipe.batch_size)
-        return path.training(networks.build(network), recipe), path.train_loader
+        training = path.training(networks.build(network), recipe, "fp32" if off == "precision" else None)
+        if off == "channels_last":
+            training.model.to(memory_format=torch.contiguous_format)
+        return training, path.train_loader
     loader = torch.utils.data.DataLoader(train_data, batch_size=recipe.batch_size, shuffle=True, num_workers=2,
                                          pin_memory=device.type == "cuda")
     return Training.plain(networks.build(network).to(device), device, loader, None, recipe), loader
@@ -149,13 +160,10 @@ def conv_times(conv, inputs, amp_dtype, repeats):
 
 
 def layout_of(step):
-    """The memory layout a Step trains its model in, as the report names it: channels_last, or the plain layout
-    (batch norm's networks on the CPU, fast.prepare_fast), there with its pooling in channels_last where the step
-    runs under fast.ChannelsLastPooling."""
+    """The memory layout a Step trains its model in: channels_last, or for batch norm's networks on the CPU the
+    plain layout (fast.prepare_fast)."""
     weights = [p for p in step.model.parameters() if p.dim() == 4]
-    if all(w.is_contiguous(memory_format=torch.channels_last) for w in weights):
-        return "channels_last"
-    return "NCHW, pooling in channels_last" if step.functions is ChannelsLastPooling else "NCHW"
+    return "channels_last" if all(w.is_contiguous(memory_format=torch.channels_last) for w in weights) else "NCHW"
 
 
 def step_breakdown(pipeline, steps, batch_size):
@@ -193,7 +201,7 @@ def step_breakdown(pipeline, steps, batch_size):
     backward = 2 * forward - layers[0][3]  # twice the forward, less the first layer's input gradient, never needed
     convs = [(name, tuple(x.shape[1:]), flops, *conv_times(m, x, training.amp_dtype, steps))
              for name, m, x, flops in layers if isinstance(m, nn.Conv2d)]
-    return {"precision": training.precision, "layout": layout_of(step), "peak": matmul_peak(training.amp_dtype),
+    return {"precision": training.precision, "reason": training.precision_reason, "layout": layout_of(step), "peak": matmul_peak(training.amp_dtype),
             "forward": forward, "backward": backward, "parts": {name: statistics.median(v) for name, v in parts.items()},
             "convs": convs, "graph": graph_ms}
 
@@ -232,65 +240,111 @@ def report_breakdown(b, batch_size):
               f"{cell(flops, weight_s)}{cell(backward_flops, backward_s).rstrip()}")
 
 
-def serve(conn, fast, network, recipe):
+def serve(conn, fast, network, recipe, off=None):
     """Runs one pipeline in a process of its own and answers ('rate', steps) and ('breakdown', steps).
 
     Its own process, because the fast path changes how this process's memory allocator behaves
     (fast.keep_freed_memory), which would also speed up the seed pipeline as the original never was."""
     torch.manual_seed(0)
     train_data = load_mnist(train=True, transform=train_augmentation(recipe.rotation))
-    pipeline = make_pipeline(fast, train_data, network, recipe)
+    pipeline = make_pipeline(fast, train_data, network, recipe, off)
     answers = {"rate": images_per_second, "breakdown": step_breakdown}
     for command, steps in iter(conn.recv, ("stop", 0)):
         conn.send(answers[command](pipeline, steps, recipe.batch_size))
 
 
-def run_throughput(args):
-    context = multiprocessing.get_context("spawn")
-    workers = {}
-    for name in ("seed", "fast"):
-        conn, child_end = context.Pipe()
-        process = context.Process(target=serve, args=(child_end, name == "fast", args.network, args.recipe))
-        process.start()
-        child_end.close()  # so that a crashed worker shows up as EOFError here
-        workers[name] = conn, process
+class Workers:
+    """Pipelines, each in a process of its own (serve), by name: {name: (fast, off)}; asked in turn, round by round."""
 
-    def ask(name, command, steps):
-        conn = workers[name][0]
+    def __init__(self, pipelines, network, recipe):
+        context = multiprocessing.get_context("spawn")
+        self.workers = {}
+        for name, (fast, off) in pipelines.items():
+            conn, child_end = context.Pipe()
+            process = context.Process(target=serve, args=(child_end, fast, network, recipe, off))
+            process.start()
+            child_end.close()  # so that a crashed worker shows up as EOFError here
+            self.workers[name] = conn, process
+
+    def ask(self, name, command, steps):
+        conn = self.workers[name][0]
         try:
             conn.send((command, steps))
             return conn.recv()
         except (EOFError, OSError):  # the pipe closed or broke: the worker is gone
             raise SystemExit(f"benchmark.py: the {name} pipeline's process failed (its error is above)") from None
 
-    print(f"device: {device}; {args.network} ({networks.parameter_count(networks.build(args.network)):,} parameters), "
-          f"{args.rounds} alternating rounds of {args.steps} steps (batch {args.batch_size}) after a warm-up round; "
-          "each pipeline in its own process")
-    rates = {name: [] for name in workers}
-    try:
-        for rnd in range(args.rounds + 1):
-            for name in (["seed", "fast"] if rnd % 2 else ["fast", "seed"]):
-                rate = ask(name, "rate", args.steps if rnd else 1)  # round 0 warms up: first calls are slow
+    def rates(self, rounds, steps):
+        """{name: [images/s of each round]}: round 0 warms every pipeline up (first calls are slow), then each
+        round asks them all, in an order that turns round by round, so that a drift in the machine's speed hits
+        each alike."""
+        names = list(self.workers)
+        rates = {name: [] for name in names}
+        for rnd in range(rounds + 1):
+            for name in names[rnd % len(names):] + names[:rnd % len(names)]:
+                rate = self.ask(name, "rate", steps if rnd else 1)
                 if rnd:
                     rates[name].append(rate)
                     print(f"  round {rnd} {name}: {rate:8.0f} images/s", flush=True)
-        breakdown = ask("fast", "breakdown", args.steps)
-    finally:
-        for conn, process in workers.values():
+        return rates
+
+    def close(self):
+        for conn, process in self.workers.values():
             if process.is_alive():
                 with contextlib.suppress(OSError):  # it may end between the question and the send
                     conn.send(("stop", 0))
             process.join()
+
+
+def run_throughput(args):
+    print(f"device: {device}; {args.network} ({networks.parameter_count(networks.build(args.network)):,} parameters), "
+          f"{args.rounds} alternating rounds of {args.steps} steps (batch {args.batch_size}) after a warm-up round; "
+          "each pipeline in its own process")
+    workers = Workers({"seed": (False, None), "fast": (True, None)}, args.network, args.recipe)
+    try:
+        rates = workers.rates(args.rounds, args.steps)
+        breakdown = workers.ask("fast", "breakdown", args.steps)
+    finally:
+        workers.close()
     report_breakdown(breakdown, args.batch_size)
     seed, fast = statistics.median(rates["seed"]), statistics.median(rates["fast"])
     print(f"\nseed pipeline (PIL transforms, 2 workers, fp32, NCHW): {seed:8.0f} images/s (median)")
     print(f"fast path (device-resident, batched augmentation, {breakdown['precision']}, {breakdown['layout']}): "
-          f"{fast:8.0f} images/s (median)")
+          f"{fast:8.0f} images/s (median); precision {breakdown['reason']}")
     per_image = (breakdown["forward"] + breakdown["backward"]) / args.batch_size
     limit = breakdown["peak"] * 1e9 / per_image
     print(f"fast path at {100 * fast / limit:.0f}% of this device's {breakdown['precision']} limit "
           f"({breakdown['peak']:.0f} GFLOP/s / {per_image / 1e6:.0f} MFLOP per training image = {limit:.0f} images/s)")
     print(f"speedup: {fast / seed:.2f}")
+
+
+def mechanisms_here(network):
+    """The fast path's MECHANISMS that act on this device for `network`, each of which --ablation switches off."""
+    model = networks.build(network)
+    acting = {"precision": fast_module.precision_choice(device)[0] is not None,
+              "channels_last": device.type != "cpu" or not networks.uses(model)["batch norm"],
+              "freed memory": device.type == "cpu" and sys.platform.startswith("linux")}
+    return [name for name in MECHANISMS if acting[name]]
+
+
+def run_ablation(args):
+    """The fast path with each of its mechanisms switched off in turn, every variant in its own process, all taking
+    turns in each round; the table gives each mechanism's step time with and without it."""
+    off = mechanisms_here(args.network)
+    print(f"device: {device}; {args.network}, batch {args.batch_size}; the fast path with each of its mechanisms "
+          f"acting here switched off in turn ({', '.join(off)}), {args.rounds} rounds of {args.steps} steps, "
+          "each variant in its own process")
+    variants = {"fast": (True, None), **{f"without {name}": (True, name) for name in off}}
+    workers = Workers(variants, args.network, args.recipe)
+    try:
+        rates = workers.rates(args.rounds, args.steps)
+    finally:
+        workers.close()
+    ms = {name: 1000 * args.batch_size / statistics.median(r) for name, r in rates.items()}
+    print(f"\n{'mechanism':<16}{'with':>10}{'without':>10}  the step without it")
+    for name in off:
+        print(f"{name:<16}{ms['fast']:8.1f} ms{ms['without ' + name]:8.1f} ms  "
+              f"{100 * (ms['without ' + name] / ms['fast'] - 1):+.0f}%")
 
 
 def run_full(args):
@@ -324,6 +378,8 @@ def run_full(args):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--full", action="store_true", help="run the whole recipe through S5.ipynb")
+    parser.add_argument("--ablation", action="store_true",
+                        help="the fast path's step time with each of its mechanisms switched off in turn")
     parser.add_argument("--pipeline", choices=["fast", "seed"], default="fast", help="which pipeline --full runs")
     parser.add_argument("--subset", type=int, default=None, help="--full on the first N images only (a dry run)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the full run")
@@ -347,6 +403,8 @@ def main(argv=None):
         parser.exit(2, f"benchmark.py: {e}\n")
     if args.full:
         run_full(args)
+    elif args.ablation:
+        run_ablation(args)
     else:
         run_throughput(args)
 

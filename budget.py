@@ -151,6 +151,8 @@ def main(argv=None):
         print(f"budget.py: {e}", file=sys.stderr)
         return 2
     device, runs = get_device(), []
+    from fast import precision_choice
+    print(f"{args.network} on {device}; precision {precision_choice(device)[1]}", flush=True)
     try:
         for seed in range(1, budget.seeds + 1):
             torch.manual_seed(seed)

@@ -1,47 +1,92 @@
 """The fast path: the same recipe as the original, with the data on the training device, the augmentation done
-there on whole batches, and the precision each device computes natively; on the CPU, max pooling through the
-faster of PyTorch's two kernels; on CUDA, each step of a network the graph is known to replay faithfully is one
+there on whole batches, and the precision each device computes fastest; on CUDA, each step of a network the graph is known to replay faithfully is one
 CUDA graph replay. FastPath is the one door; the rest are its parts."""
 import ctypes
-import dataclasses
+import functools
 import math
 import os
+import statistics
 import sys
+import time
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.overrides import TorchFunctionMode
 
 import networks
 from data import ROTATION, normalize
-from training import PRECISIONS, Recipe, Step, Training
+from training import PRECISIONS, Recipe, Step, Training, autocast
 
 PRECISION_VARIABLE = "S5_PRECISION"
 
 
-def cpu_has_native_bf16():
-    """True where the CPU multiplies bfloat16 in hardware (AVX-512 BF16 or AMX). Elsewhere oneDNN
-    emulates it: 3x slower than float32 on AVX-512 without BF16, about 1000x on AVX2."""
-    probes = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
-    return any(probe() for probe in probes if probe is not None)
-
-
-def choose_amp_dtype(device_type, cuda_capability, cpu_native_bf16):
-    """The autocast dtype to train in, from what the device can do; None means float32.
-
-    CUDA from compute capability 8.0 (A100, H100, RTX 30/40) computes bf16 in its tensor cores; older
-    cards (T4, V100, GTX/RTX 20) have fp16 tensor cores but emulate bf16, so they get fp16 with a
-    gradient scaler. A CPU gets bf16 only with native bf16 instructions. MPS stays float32."""
-    if device_type == "cuda":
-        return torch.bfloat16 if tuple(cuda_capability) >= (8, 0) else torch.float16
-    if device_type == "cpu" and cpu_native_bf16:
-        return torch.bfloat16
+def cpu_bf16_instructions():
+    """The bfloat16 instructions this CPU reports: 'AMX', 'AVX-512 BF16', or None (oneDNN then emulates bf16)."""
+    for name, instructions in (("_is_amx_tile_supported", "AMX"), ("_is_avx512_bf16_supported", "AVX-512 BF16")):
+        probe = getattr(torch.cpu, name, None)
+        if probe is not None and probe():
+            return instructions
     return None
 
 
-def fast_amp_dtype(device, precision=None):
-    """The fast path's autocast dtype on `device` (None: float32).
+def bf16_time_ratio(batch=64, channels=16, rounds=5):
+    """bf16's time over float32's for a 3x3 convolution's forward and backward on the CPU, of the size the small
+    networks train (`batch` digits of 28x28, `channels` to twice as many), the two precisions taking turns;
+    the median of `rounds`. Below 1, bf16 is the faster."""
+    conv = nn.Conv2d(channels, 2 * channels, 3, padding=1)
+    x = torch.randn(batch, channels, 28, 28, requires_grad=True)
+
+    def seconds(dtype):
+        start = time.perf_counter()
+        with autocast("cpu", dtype):
+            output = conv(x)
+        output.float().sum().backward()
+        return time.perf_counter() - start
+
+    for dtype in (torch.bfloat16, None):  # the first calls choose and cache oneDNN's kernels
+        seconds(dtype)
+    return statistics.median(seconds(torch.bfloat16) / seconds(None) for _ in range(rounds))
+
+
+def choose_cpu_precision(instructions, measure=bf16_time_ratio):
+    """(amp_dtype, why) for a CPU that reports `instructions` (cpu_bf16_instructions); None means float32.
+
+    AMX computes bf16 several times faster than float32, and without any bf16 instructions oneDNN emulates it
+    far slower. AVX-512 BF16 alone cannot tell: on an AMD Zen 4 it is native and fast, on some Intel Xeons bf16
+    ran at half of float32's speed (docs/fast-path.md); there `measure()` decides, once a process."""
+    if instructions == "AMX":
+        return torch.bfloat16, "bf16: this CPU has AMX"
+    if instructions is None:
+        return None, "fp32: this CPU has no bf16 instructions"
+    ratio = measure()
+    if ratio < 1:
+        return torch.bfloat16, f"bf16: on this CPU's AVX-512 BF16 a convolution took {ratio:.2f}x fp32's time"
+    return None, f"fp32: on this CPU's AVX-512 BF16 a bf16 convolution took {ratio:.2f}x fp32's time"
+
+
+@functools.cache
+def cpu_precision():
+    """choose_cpu_precision for this CPU, measured at most once a process so that a process's runs agree."""
+    return choose_cpu_precision(cpu_bf16_instructions())
+
+
+def choose_amp_dtype(device_type, cuda_capability):
+    """(amp_dtype, why) on a device of `device_type`; None means float32.
+
+    CUDA from compute capability 8.0 (A100, H100, RTX 30/40) computes bf16 in its tensor cores; older
+    cards (T4, V100, GTX/RTX 20) have fp16 tensor cores but emulate bf16, so they get fp16 with a
+    gradient scaler. A CPU gets what cpu_precision chooses. MPS stays float32."""
+    if device_type == "cuda":
+        if tuple(cuda_capability) >= (8, 0):
+            return torch.bfloat16, "bf16: CUDA compute capability 8.0 or later"
+        return torch.float16, "fp16: CUDA before compute capability 8.0"
+    if device_type == "cpu":
+        return cpu_precision()
+    return None, f"fp32: {device_type}"
+
+
+def precision_choice(device, precision=None):
+    """(amp_dtype, why): the fast path's autocast dtype on `device` (None: float32) and the reason for it.
 
     precision: 'bf16', 'fp16', 'fp32' or 'auto' (the default, chosen by choose_amp_dtype); when not
     given, the environment variable S5_PRECISION is read."""
@@ -50,11 +95,10 @@ def fast_amp_dtype(device, precision=None):
         if precision not in PRECISIONS:
             raise ValueError(f"Unknown precision {precision!r} (from the argument or {PRECISION_VARIABLE}): "
                              f"use one of {', '.join(PRECISIONS)} or auto")
-        return PRECISIONS[precision]
+        return PRECISIONS[precision], f"{precision}: asked for"
     device = torch.device(device)
     capability = torch.cuda.get_device_capability(device) if device.type == "cuda" else None
-    native_bf16 = device.type == "cpu" and cpu_has_native_bf16()
-    return choose_amp_dtype(device.type, capability, native_bf16)
+    return choose_amp_dtype(device.type, capability)
 
 
 def grad_scaler(device, amp_dtype):
@@ -78,64 +122,18 @@ def keep_freed_memory():
         return False
 
 
-def prepare_fast(model, device, precision=None):
-    """The fast path's model settings: its memory layout and the autocast dtype to train with (fast_amp_dtype);
-    on the CPU also keep_freed_memory. Returns (model, amp_dtype).
+def prepare_fast(model, device):
+    """The fast path's model settings: its memory layout, and on the CPU keep_freed_memory. Returns the model.
 
-    channels_last, which makes convolutions faster, except on the CPU for a network with batch norm, whose
-    backward PyTorch computes several times slower in channels_last than in the plain layout there
-    (docs/fast-path.md). cuDNN's autotuner stays off: it added tuning time and made no epoch faster."""
+    cuDNN's autotuner stays off: it added tuning time and made no epoch faster."""
     device = torch.device(device)
     if device.type == "cpu":
-        keep_freed_memory()
+        keep_freed_memory()  # Net's step takes 24-36% longer without it on an AMD Zen 3 (docs/fast-path.md)
+    # channels_last speeds up convolutions (Net's step by 9-24% on a Zen 3), but on the CPU batch norm's backward is
+    # several times slower in it, which more than undoes that for batch norm's networks (docs/fast-path.md)
     if device.type != "cpu" or not networks.uses(model)["batch norm"]:
         model = model.to(memory_format=torch.channels_last)
-    return model, fast_amp_dtype(device, precision)
-
-
-class _MaxPoolChannelsLast(torch.autograd.Function):
-    """PyTorch's max pooling kernel for channels_last on a plain-layout tensor: the input is laid out channels_last,
-    pooled, and the result handed back in the plain layout; the gradient takes the same way back. Both kernels keep
-    the first largest value of each window, so the values, the indices and the gradients are the same."""
-
-    @staticmethod
-    def forward(ctx, x, kernel_size, stride, padding, dilation, ceil_mode):
-        x = x.contiguous(memory_format=torch.channels_last)
-        pooled, indices = torch.ops.aten.max_pool2d_with_indices(x, kernel_size, stride, padding, dilation, ceil_mode)
-        ctx.save_for_backward(x, indices)
-        ctx.window = kernel_size, stride, padding, dilation, ceil_mode
-        return pooled.contiguous()
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad):
-        x, indices = ctx.saved_tensors
-        grad = torch.ops.aten.max_pool2d_with_indices_backward(
-            grad.contiguous(memory_format=torch.channels_last), x, *ctx.window, indices)
-        return grad.contiguous(), None, None, None, None, None
-
-
-def _max_pool2d(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
-    """F.max_pool2d through _MaxPoolChannelsLast for a batch that is not in channels_last already; None for anything
-    else. (With return_indices=True, F.max_pool2d hands over to F.max_pool2d_with_indices, never to this.)"""
-    if input.dim() != 4 or input.is_contiguous(memory_format=torch.channels_last):
-        return None
-    return _MaxPoolChannelsLast.apply(input, kernel_size, stride or [], padding, dilation, ceil_mode)
-
-
-class ChannelsLastPooling(TorchFunctionMode):
-    """Max pooling of a batch in the plain (NCHW) layout on the CPU, as the fast path's forward runs it: through
-    _MaxPoolChannelsLast, whatever the network and without changing its modules.
-
-    PyTorch pools an NCHW batch on the CPU with a scalar loop, about ten times slower than its kernel for
-    channels_last (docs/fast-path.md), and batch norm's networks keep the plain layout on the CPU (prepare_fast),
-    so that is where they pool. The values and gradients are the same to the last bit, so a run is too. Everything
-    else, pooling that asks for its indices included, runs as PyTorch runs it."""
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        pooled = _max_pool2d(*args, **kwargs) if func is F.max_pool2d else None
-        return func(*args, **kwargs) if pooled is None else pooled
+    return model
 
 
 def draw_augmentation(n, device="cpu", rotation=ROTATION):
@@ -293,17 +291,17 @@ class FastPath:
     def training(self, model, recipe=Recipe(), precision=None):
         """`recipe`'s optimizer, scheduler and loss for `model` on the device, in its layout and precision
         (prepare_fast), each step a CUDA graph replay where uses_cuda_graph says so. precision: 'bf16', 'fp16',
-        'fp32' or 'auto'; None reads S5_PRECISION (fast_amp_dtype). The train loader augments with the recipe's
+        'fp32' or 'auto'; None reads S5_PRECISION (precision_choice). The train loader augments with the recipe's
         rotation from here on."""
         self.train_loader.rotation = recipe.rotation
-        model, amp_dtype = prepare_fast(model.to(self.device), self.device, precision)
+        model = prepare_fast(model.to(self.device), self.device)
+        amp_dtype, precision_reason = precision_choice(self.device, precision)
         graphed = uses_cuda_graph(self.device, amp_dtype, model, recipe)
         optimizer = recipe.make_optimizer(model.parameters(), lr_tensor=graphed)
         scheduler = recipe.make_scheduler(optimizer, len(self.train_loader))
         criterion = recipe.make_criterion()
         step = Step(model, self.device, optimizer, criterion, amp_dtype, grad_scaler(self.device, amp_dtype),
-                    scheduler if recipe.per_batch else None, cache_enabled=not graphed,
-                    functions=ChannelsLastPooling if self.device.type == "cpu" else None)
+                    scheduler if recipe.per_batch else None, cache_enabled=not graphed)
         batches = CudaGraphSteps(self.train_loader, step) if graphed else self.train_loader
         return Training(model, optimizer, scheduler, criterion, batches if graphed else step, batches,
-                        self.test_loader, amp_dtype, graphed)
+                        self.test_loader, amp_dtype, graphed, precision_reason)

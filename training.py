@@ -2,7 +2,6 @@
 
 Every way of training (the seed pipeline, the fast path, a CUDA graph replay) runs the same Step; `train` only
 loops over the batches, shows progress and keeps the score."""
-import contextlib
 import dataclasses
 import math
 import os
@@ -96,18 +95,16 @@ class Step:
     """One training step on a (data, target) batch: forward and loss (under autocast in amp_dtype), backward
     (through the gradient scaler that float16 needs), the optimizer's step and, for OneCycleLR, the scheduler's.
     Calling it returns (loss, prediction, target), detached; the phases are methods so that benchmark.py can time
-    each one. functions: a torch function mode (a class) the forward runs under, which the fast path uses to swap
-    a slow kernel for a faster one (fast.ChannelsLastPooling); None runs PyTorch's own."""
+    each one."""
 
     def __init__(self, model, device, optimizer, criterion, amp_dtype=None, scaler=None, scheduler=None,
-                 cache_enabled=True, functions=None):
+                 cache_enabled=True):
         self.model, self.device, self.optimizer, self.criterion = model, torch.device(device), optimizer, criterion
         self.amp_dtype, self.scaler, self.scheduler, self.cache_enabled = amp_dtype, scaler, scheduler, cache_enabled
-        self.functions = functions or contextlib.nullcontext
 
     def forward(self, data, target):
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, self.amp_dtype, self.cache_enabled), self.functions():
+        with autocast(self.device, self.amp_dtype, self.cache_enabled):
             prediction = self.model(data)
             return self.criterion(prediction, target), prediction
 
@@ -267,7 +264,8 @@ class Training:
                 t.scheduler.step()
 
     step: what runs each whole step (a Step, or a CUDA graph replay); batches: what it takes, batch after batch (for
-    a CUDA graph, the indices of each batch). precision names amp_dtype: 'bf16', 'fp16' or 'fp32'."""
+    a CUDA graph, the indices of each batch). precision names amp_dtype: 'bf16', 'fp16' or 'fp32';
+    precision_reason says why it was chosen (fast.precision_choice)."""
     model: nn.Module
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -277,6 +275,7 @@ class Training:
     test_loader: object
     amp_dtype: object = None
     cuda_graph: bool = False
+    precision_reason: str = "fp32: the original's"
 
     @property
     def precision(self):

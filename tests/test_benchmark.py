@@ -6,11 +6,11 @@ import sys
 import pytest
 
 from helpers import ROOT
-from fast import choose_amp_dtype, cpu_has_native_bf16
+from fast import precision_choice
 from training import precision_name
 
 # the precision this machine's fast path uses: the benchmark must measure in it, never in one it emulates
-HERE = precision_name(choose_amp_dtype("cpu", None, cpu_has_native_bf16()))
+HERE = precision_name(precision_choice("cpu", "auto")[0])
 
 
 def run_benchmark(*argv, **env):
@@ -26,7 +26,10 @@ def test_benchmark_measures_both_pipelines_and_ends_with_the_speedup(monkeypatch
     out = run_benchmark()
     assert re.fullmatch(r"speedup: \d+\.\d\d", out.strip().splitlines()[-1])
     seed = float(re.search(r"^seed pipeline \(.*\):\s+(\d+) images/s \(median\)$", out, re.M).group(1))
-    fast = float(re.search(r"^fast path \(.*\):\s+(\d+) images/s \(median\)$", out, re.M).group(1))
+    fast_line = re.search(r"^fast path \(.*\):\s+(\d+) images/s \(median\); precision (\w+): .+$", out, re.M)
+    assert fast_line, "the fast path's line with its rate and the reason for its precision"
+    fast = float(fast_line.group(1))
+    assert fast_line.group(2) == HERE, "the precision named is the one the fast path chose"
     speedup = float(out.strip().splitlines()[-1].split()[-1])
     assert speedup == pytest.approx(fast / seed, abs=0.01 + 0.5 / seed * speedup)  # the printed figures agree
     assert "model:Net (593,200 parameters)" in out
@@ -102,5 +105,19 @@ def test_the_report_names_the_layout_each_network_trains_in(mnist_train):
     from training import Training
     path = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64)
     assert benchmark.layout_of(path.training(Net()).step) == "channels_last"
-    assert benchmark.layout_of(path.training(SmallNet()).step) == "NCHW, pooling in channels_last"
+    assert benchmark.layout_of(path.training(SmallNet()).step) == "NCHW"
     assert benchmark.layout_of(Training.plain(SmallNet(), "cpu", [], None).step) == "NCHW"
+
+
+def test_the_ablation_times_the_fast_step_without_each_mechanism_acting_here(monkeypatch):
+    """Net on the CPU: channels_last acts (no batch norm), and so does the kept freed memory on Linux; the
+    precision acts only where the CPU's choice is not fp32."""
+    import benchmark
+    monkeypatch.delenv("S5_PRECISION", raising=False)
+    out = run_benchmark("--ablation")
+    acting = benchmark.mechanisms_here("model:Net")
+    assert "channels_last" in acting, "Net trains in channels_last on the CPU"
+    assert ("precision" in acting) == (HERE != "fp32"), "the precision is a mechanism only where it is not fp32"
+    rows = re.findall(r"^(\S+(?: memory)?)\s+(\d+\.\d) ms\s+(\d+\.\d) ms  [+-]\d+%$", out, re.M)
+    assert [name for name, *_ in rows] == acting, out
+    assert len({with_ms for _, with_ms, _ in rows}) == 1, "every row compares with the same full fast path"

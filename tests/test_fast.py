@@ -1,4 +1,3 @@
-import contextlib
 import copy
 import os
 import platform
@@ -12,8 +11,9 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 
 from data import MNIST_MEAN, MNIST_STD, normalize
-from fast import (ChannelsLastPooling, DeviceLoader, augment, choose_amp_dtype, cpu_has_native_bf16, draw_augmentation,
-                  fast_amp_dtype, FastPath, grad_scaler, keep_freed_memory, prepare_fast, uses_cuda_graph)
+from fast import (DeviceLoader, FastPath, augment, bf16_time_ratio, choose_amp_dtype,
+                  choose_cpu_precision, cpu_bf16_instructions, cpu_precision, draw_augmentation, grad_scaler,
+                  keep_freed_memory, precision_choice, prepare_fast, uses_cuda_graph)
 from model import Net
 from small import SeparableNet
 from training import PRECISIONS, Recipe, Step, Training, train
@@ -156,34 +156,62 @@ def test_device_loader_for_testing_only_normalizes(mnist_test):
     assert torch.equal(torch.cat([t for _, t in batches]), mnist_test.targets)
 
 
-@pytest.mark.parametrize("device_type, capability, native_bf16, expected", [
-    ("cuda", (9, 0), False, torch.bfloat16),  # H100
-    ("cuda", (8, 0), False, torch.bfloat16),  # A100, the first with bf16 tensor cores
-    ("cuda", (8, 9), False, torch.bfloat16),  # RTX 40
-    ("cuda", (7, 5), False, torch.float16),   # T4, Colab's free GPU: bf16 only emulated
-    ("cuda", (7, 0), False, torch.float16),   # V100
-    ("cuda", (6, 1), False, torch.float16),   # GTX 10
-    ("cpu", None, True, torch.bfloat16),      # AVX-512 BF16 or AMX
-    ("cpu", None, False, None),               # AVX2, or AVX-512 without BF16: float32
-    ("mps", None, False, None),
+@pytest.mark.parametrize("device_type, capability, expected", [
+    ("cuda", (9, 0), torch.bfloat16),  # H100
+    ("cuda", (8, 0), torch.bfloat16),  # A100, the first with bf16 tensor cores
+    ("cuda", (8, 9), torch.bfloat16),  # RTX 40
+    ("cuda", (7, 5), torch.float16),   # T4, Colab's free GPU: bf16 only emulated
+    ("cuda", (7, 0), torch.float16),   # V100
+    ("cuda", (6, 1), torch.float16),   # GTX 10
+    ("mps", None, None),
 ])
 @pytest.mark.quick
-def test_the_precision_follows_what_the_device_computes_natively(device_type, capability, native_bf16, expected):
-    assert choose_amp_dtype(device_type, capability, native_bf16) is expected
+def test_the_precision_follows_what_the_gpu_computes_natively(device_type, capability, expected):
+    assert choose_amp_dtype(device_type, capability)[0] is expected
+
+
+def never_measured():
+    raise AssertionError("the CPU's flags decide here: nothing should be measured")
+
+
+@pytest.mark.quick
+def test_a_cpu_with_amx_trains_in_bf16_without_measuring():
+    assert choose_cpu_precision("AMX", never_measured)[0] is torch.bfloat16
+
+
+@pytest.mark.quick
+def test_a_cpu_without_bf16_instructions_trains_in_fp32_without_measuring():
+    """AVX2 (Zen 3) or AVX-512 without BF16 (Cascade Lake): oneDNN would emulate bf16, far slower."""
+    assert choose_cpu_precision(None, never_measured)[0] is None
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("ratio, expected", [(0.5, torch.bfloat16), (0.99, torch.bfloat16), (1.0, None), (1.9, None)])
+def test_avx512_bf16_without_amx_trains_in_whichever_precision_measured_faster(ratio, expected):
+    """A Zen 4 computes bf16 in about half of fp32's time; an Intel Xeon with the same flag in about twice."""
+    dtype, why = choose_cpu_precision("AVX-512 BF16", lambda: ratio)
+    assert dtype is expected, why
+    assert f"{ratio:.2f}x fp32's time" in why, "the reason names the measurement"
+
+
+@pytest.mark.quick
+def test_the_probe_measures_a_real_convolution_in_both_precisions():
+    ratio = bf16_time_ratio(batch=4, channels=4, rounds=3)
+    assert ratio > 0 and ratio != 1.0, f"bf16's time over fp32's: {ratio}"
 
 
 @pytest.mark.quick
 def test_the_precision_can_be_overridden(monkeypatch):
     monkeypatch.delenv("S5_PRECISION", raising=False)
-    assert fast_amp_dtype("cpu") is choose_amp_dtype("cpu", None, cpu_has_native_bf16())
+    assert precision_choice("cpu") == cpu_precision(), "auto is the CPU's own choice"
     for name, dtype in PRECISIONS.items():
-        assert fast_amp_dtype("cpu", name) is dtype
+        assert precision_choice("cpu", name) == (dtype, f"{name}: asked for"), f"the argument {name}"
         monkeypatch.setenv("S5_PRECISION", name)
-        assert fast_amp_dtype("cpu") is dtype
-    assert fast_amp_dtype("cpu", "bf16") is torch.bfloat16  # the argument wins over the variable
+        assert precision_choice("cpu")[0] is dtype, f"S5_PRECISION={name}"
+    assert precision_choice("cpu", "bf16")[0] is torch.bfloat16, "the argument wins over the variable"
     monkeypatch.setenv("S5_PRECISION", "float8")
     with pytest.raises(ValueError, match="Unknown precision 'float8' .*S5_PRECISION.*bf16, fp16, fp32 or auto"):
-        fast_amp_dtype("cpu")
+        precision_choice("cpu")
 
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="keep_freed_memory sets glibc's malloc options")
@@ -192,74 +220,18 @@ def test_glibc_takes_the_cpu_allocator_setting():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/cpuinfo"), reason="reads the CPU's flags from Linux's /proc/cpuinfo")
-def test_native_bf16_is_what_the_cpu_says_it_has():
-    """AVX-512 BF16 or AMX in the CPU's own flags; on an AVX2 CPU (Zen 3) both are absent and the answer is no."""
+def test_the_bf16_instructions_are_what_the_cpu_says_it_has():
+    """AMX first, then AVX-512 BF16, from the CPU's own flags; on an AVX2 CPU (Zen 3) both are absent."""
     with open("/proc/cpuinfo") as cpuinfo:
         flags = next(line for line in cpuinfo if line.startswith("flags")).split()
-    assert cpu_has_native_bf16() == ("avx512_bf16" in flags or "amx_tile" in flags)
+    expected = "AMX" if "amx_tile" in flags else "AVX-512 BF16" if "avx512_bf16" in flags else None
+    assert cpu_bf16_instructions() == expected
 
 
 def test_the_fast_model_has_channels_last_weights():
-    model, _ = prepare_fast(Net(), "cpu", "fp32")
+    model = prepare_fast(Net(), "cpu")
     assert all(p.is_contiguous(memory_format=torch.channels_last) for p in model.parameters() if p.dim() == 4)
     assert not Net().conv2.weight.is_contiguous(memory_format=torch.channels_last)
-
-
-POOLINGS = [dict(kernel_size=2), dict(kernel_size=3, stride=2, padding=1), dict(kernel_size=2, ceil_mode=True),
-            dict(kernel_size=(2, 3), stride=(1, 2), dilation=2)]
-
-
-@pytest.mark.quick
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("window", POOLINGS, ids=lambda window: ",".join(f"{k}={v}" for k, v in window.items()))
-def test_the_fast_pooling_pools_as_pytorch_pools_to_the_last_bit(dtype, window):
-    """Small integers make ties in most windows, as ReLU's zeros do: both kernels must pass each window's gradient
-    to the same one of its largest values."""
-    torch.manual_seed(0)
-    x = torch.randint(-3, 4, (6, 5, 13, 12)).to(dtype).requires_grad_()
-    pool = nn.MaxPool2d(**window)
-    expected = pool(x)
-    grad = torch.randn(expected.shape).to(dtype)
-    with ChannelsLastPooling():
-        pooled = pool(x)
-    assert type(pooled.grad_fn).__name__ == "_MaxPoolChannelsLastBackward"  # the faster kernel ran
-    assert pooled.is_contiguous()  # in the layout it came in
-    assert torch.equal(pooled, expected)
-    assert torch.equal(torch.autograd.grad(pooled, x, grad)[0], torch.autograd.grad(expected, x, grad)[0])
-
-
-@pytest.mark.quick
-def test_the_fast_pooling_leaves_to_pytorch_what_it_does_not_speed_up():
-    x = torch.randn(4, 3, 8, 8, requires_grad=True)
-    with ChannelsLastPooling():
-        pooled, indices = nn.functional.max_pool2d(x, 2, return_indices=True)
-        in_channels_last = nn.functional.max_pool2d(x.contiguous(memory_format=torch.channels_last), 2)
-        unbatched = nn.functional.max_pool2d(x[0], 2)
-        averaged = nn.functional.avg_pool2d(x, 2)
-    assert torch.equal(indices, nn.functional.max_pool2d(x, 2, return_indices=True)[1])
-    assert torch.equal(pooled, in_channels_last) and in_channels_last.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(unbatched, pooled[0]) and torch.equal(averaged, nn.functional.avg_pool2d(x, 2))
-    assert {type(t.grad_fn).__name__ for t in (pooled, in_channels_last, unbatched)} == {
-        "MaxPool2DWithIndicesBackward0"}
-
-
-@pytest.mark.quick
-def test_the_fast_paths_cpu_step_pools_through_the_fast_kernel_and_trains_to_the_same_bits(mnist_train):
-    """SeparableNet (batch norm, pooling, dropout), a few steps in this CPU's precision with the fast pooling and
-    with PyTorch's own: the same weights, bit for bit, so that no figure measured before the fast pooling moves."""
-    data = torch.utils.data.Subset(mnist_train, range(256))
-    runs, pooled_by = [], []
-    for functions in (ChannelsLastPooling, None):
-        torch.manual_seed(0)
-        training = FastPath(data, None, "cpu", 64).training(SeparableNet(), Recipe(lr=0.1))
-        assert training.step.functions is ChannelsLastPooling  # the fast path's own on the CPU
-        training.step.functions = functions or contextlib.nullcontext  # and PyTorch's, for the second run
-        training.model.features[2].register_forward_hook(lambda module, inputs, out: pooled_by.append(out.grad_fn))
-        one_epoch(training, "cpu")
-        runs.append(training.model.state_dict())
-    assert type(pooled_by[0]).__name__ == "_MaxPoolChannelsLastBackward"
-    assert type(pooled_by[-1]).__name__ == "MaxPool2DWithIndicesBackward0"
-    assert all(torch.equal(runs[0][name], runs[1][name]) for name in runs[0])
 
 
 @pytest.mark.quick
@@ -268,7 +240,7 @@ def test_each_precision_trains_on_this_cpu(mnist_test, precision):
     """Each branch of the training loop on two tiny batches, so that a CPU that only emulates bf16
     or fp16 still runs them in a second."""
     torch.manual_seed(0)
-    model, amp_dtype = prepare_fast(Net(), "cpu", precision)
+    model, amp_dtype = prepare_fast(Net(), "cpu"), PRECISIONS[precision]
     scaler = grad_scaler("cpu", amp_dtype)
     assert scaler.is_enabled() == (precision == "fp16")  # only fp16 gradients need loss scaling
     batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(8)), 4, "cpu", train=True))
@@ -289,7 +261,7 @@ def test_each_precision_trains_on_this_cpu(mnist_test, precision):
 
 @needs_cuda
 def test_train_on_cuda_in_its_precision(mnist_test):
-    model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
+    model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda"), precision_choice("cuda", "auto")[0]
     capability = torch.cuda.get_device_capability()
     assert amp_dtype is (torch.bfloat16 if capability >= (8, 0) else torch.float16)
     loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1024)), 256, "cuda", train=True)
@@ -301,7 +273,7 @@ def test_train_on_cuda_in_its_precision(mnist_test):
 
 @needs_cuda
 def test_a_non_finite_loss_on_cuda_names_the_batch(mnist_test):
-    model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda")
+    model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda"), precision_choice("cuda", "auto")[0]
     batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(512)), 64, "cuda"))
     batches[5][0][0, 0, 5, 5] = float("nan")
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
@@ -520,7 +492,7 @@ def test_a_cuda_graph_replay_is_the_recipes_sgd_step_on_the_batch_it_augmented(m
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
     momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
     run.step(next(iter(steps)))
-    reference = prepare_fast(Net().to("cuda"), "cuda")[0]
+    reference = prepare_fast(Net().to("cuda"), "cuda")
     reference.load_state_dict(before)
     plain = optim.SGD(reference.parameters(), lr=0.01, momentum=0.9)
     for p, buffer in zip(reference.parameters(), momentum):

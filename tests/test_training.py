@@ -18,7 +18,7 @@ from fast import DeviceLoader
 from helpers import ROOT
 from model import Net
 from pictures import plot_confusion_matrix, plot_incorrect
-from training import Recipe, Step, get_confusion_matrix, per_class_accuracy, train
+from training import Recipe, get_confusion_matrix, per_class_accuracy, train
 from training import test as evaluate  # pytest would collect a function named test
 from utils import GetCorrectPredCount
 
