@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU figures in one go, on a CUDA machine: the card and torch version, the CUDA tests, the seed pipeline
+# The GPU figures in one go, on a CUDA machine: the card and torch version, the CUDA tests, the original pipeline
 # against the fast path, the whole 20-epoch fast recipe (S5.ipynb, fast=True) on three seeds, the same forced
 # to fp16, and the CPU benchmark on all the machine's cores and on two.
 #

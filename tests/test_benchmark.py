@@ -21,6 +21,7 @@ def run_benchmark(*argv, **env):
     return run.stdout
 
 
+@pytest.mark.mnist
 def test_benchmark_measures_both_pipelines_and_ends_with_the_speedup(monkeypatch):
     monkeypatch.delenv("S5_PRECISION", raising=False)
     out = run_benchmark()
@@ -49,6 +50,7 @@ def test_benchmark_measures_both_pipelines_and_ends_with_the_speedup(monkeypatch
     assert [input_gradient == "not needed" for *_, input_gradient in convs] == [True, False, False, False]
 
 
+@pytest.mark.mnist
 @pytest.mark.skipif(HERE != "bf16", reason="this CPU has no native bf16, so the bf16 run would be emulated")
 def test_benchmark_follows_a_forced_precision():
     out = run_benchmark(S5_PRECISION="fp32")
@@ -109,6 +111,7 @@ def test_the_report_names_the_layout_each_network_trains_in(mnist_train):
     assert benchmark.layout_of(Training.plain(SmallNet(), "cpu", [], None).step) == "NCHW"
 
 
+@pytest.mark.mnist
 def test_the_ablation_times_the_fast_step_without_each_mechanism_acting_here(monkeypatch):
     """Net on the CPU: channels_last acts (no batch norm), and so does the kept freed memory on Linux; the
     precision acts only where the CPU's choice is not fp32."""

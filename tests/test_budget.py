@@ -81,6 +81,7 @@ def test_a_budget_that_is_not_a_number_above_zero_is_refused(figure):
         Budget(parameters=figure)
 
 
+@pytest.mark.mnist
 def test_the_command_exits_0_when_every_line_holds_and_1_when_the_accuracy_misses(capsys):
     assert budget.main(["helpers:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1"]) == 0
     out = capsys.readouterr().out
@@ -90,6 +91,7 @@ def test_the_command_exits_0_when_every_line_holds_and_1_when_the_accuracy_misse
     assert [line.split()[:4] for line in table if line.startswith("seed 1 ")] == [["seed", "1", "falls", "short"]]
 
 
+@pytest.mark.mnist
 def test_the_epoch_budget_is_its_own_figure_not_the_recipes_epochs(capsys):
     # a recipe of 2 epochs against a budget of 1: the recipe's --epochs must not set the budget's --max-epochs
     argv = ["helpers:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1", "--max-epochs", "1"]
@@ -117,6 +119,7 @@ def test_a_budget_figure_that_is_not_a_number_names_its_option(capsys):
     assert "'high' is not a number: give --target as one, such as 99.4" in capsys.readouterr().err
 
 
+@pytest.mark.mnist
 def test_ctrl_c_stops_with_the_table_of_what_finished(capsys):
     torch.manual_seed(0)
     code = budget.main(["test_budget:InterruptedNet", *TINY, "--epochs", "3", "--parameters", "20000"])

@@ -18,6 +18,7 @@ def test_reads_the_real_mnist(mnist_train, mnist_test):
     assert pixels.std().item() == pytest.approx(MNIST_STD, abs=1e-4)
 
 
+@pytest.mark.mnist
 @pytest.mark.quick
 def test_subset_keeps_the_first_samples():
     subset = load_mnist(DATA_DIR, train=False, subset=100)
@@ -71,6 +72,7 @@ def test_a_failed_download_is_named_by_its_last_cause():
     assert download_failure(OSError()) == "OSError"
 
 
+@pytest.mark.mnist
 @pytest.mark.quick
 def test_truncated_raw_file_is_named(tmp_path):
     raw = tmp_path / "MNIST" / "raw"
@@ -112,6 +114,7 @@ def test_the_data_folder_defaults_to_the_original_s_and_the_variable_names_anoth
     assert default_data_dir() == "/somewhere/else"
 
 
+@pytest.mark.mnist
 @pytest.mark.quick
 @pytest.mark.parametrize("inner", [("MNIST", "raw"), ("MNIST",)])
 def test_a_data_folder_named_below_mnist_raw_gets_the_folder_to_name_instead(tmp_path, monkeypatch, inner):

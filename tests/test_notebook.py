@@ -20,6 +20,7 @@ def original_cells():
         return re.findall(r"```python\n(.*?)```", f.read(), re.S)
 
 
+@pytest.mark.mnist
 @pytest.mark.quick
 def test_the_original_notebook_cells_run_against_the_modules(tmp_path):
     cells = original_cells()
@@ -46,6 +47,7 @@ def test_the_original_notebook_cells_run_against_the_modules(tmp_path):
     assert "Train: Loss=" in run.stderr and "Batch_id=1 " in run.stderr
 
 
+@pytest.mark.mnist
 def test_the_fast_path_notebook_runs_headless(tmp_path):
     weights = tmp_path / "weights.pt"
     papermill.execute_notebook(NOTEBOOK, str(tmp_path / "out.ipynb"), cwd=ROOT, progress_bar=False,

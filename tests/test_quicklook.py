@@ -15,6 +15,7 @@ QUICK_LOOK = re.compile(r"^Quick look: 1 epoch of model:Net on the fast path \((
                         r"(\d+\.\d\d)% \(as expected\)\. The log and the plots: S5\.out\.ipynb$")
 
 
+@pytest.mark.mnist
 @pytest.mark.timeout(900)  # a whole epoch: about 150 s of training on a 2-core AVX2 CPU
 def test_the_readme_quick_look_learns_and_changes_no_tracked_file(tmp_path):
     """The README's first command, `python quicklook.py`, in a copy of the repository, with a headless matplotlib."""

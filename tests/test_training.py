@@ -183,6 +183,7 @@ training.train(model, "cpu", loader, optimizer, criterion, slow_step)
 """
 
 
+@pytest.mark.mnist
 @pytest.mark.quick
 def test_on_a_terminal_the_bar_refreshes_during_the_epoch(monkeypatch):
     """A person at a terminal sees the epoch go by: the bar is redrawn in place (carriage returns) with the batch
