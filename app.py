@@ -161,7 +161,7 @@ def receptive_field_of(state, index, fields, layer, xy):
 
 # The page layout and the launch are tested in a browser and in a server process, which mutation testing
 # cannot follow; it mutates the handlers above.
-def build(model):  # pragma: no mutate block
+def make_demo(model):  # pragma: no mutate block
     """The Blocks app around `model` (predict.load_model gives the shipped one)."""
     layers = convolutions(model)
 
@@ -235,7 +235,7 @@ def main(argv=None):  # pragma: no mutate block
     _, model = networks.from_command_line(parser, argv, "app.py")
     if model is None:
         return 1
-    demo = build(model)
+    demo = make_demo(model)
     # Gradio's own variables, which Hugging Face Spaces and Docker images set to 0.0.0.0 and 7860; a local
     # demo stays on the loopback address unless asked.
     host = os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1")

@@ -1,9 +1,9 @@
-"""The seed pipeline against the fast path, measured in one run on this machine.
+"""The original pipeline against the fast path, measured in one run on this machine.
 
     python benchmark.py            # images/s of each, where a fast step's time goes, last line 'speedup: X.XX'
     python benchmark.py --network small:SmallNet --batch-size 128   # the same for another network and recipe
     python benchmark.py --full     # the whole 20-epoch fast recipe (S5.ipynb, fast=True): time, accuracy, RSS
-    python benchmark.py --full --pipeline seed --epochs 1   # what one epoch of the original costs here
+    python benchmark.py --full --pipeline original --epochs 1   # what one epoch of the original costs here
     python benchmark.py --ablation # the fast step with each of its mechanisms switched off in turn
     S5_PRECISION=fp32 python benchmark.py   # the fast path in a precision of your choice (bf16, fp16, fp32)
 
@@ -86,7 +86,7 @@ NOTEBOOK = os.path.join(HERE, "S5.ipynb")
 
 def make_pipeline(fast, train_data, network, recipe, off=None):
     """(training.Training, the loader of augmented batches) for one pipeline as S5.ipynb builds it, without a test
-    loader: the fast path through its door, the seed pipeline as the original's DataLoader and the plain Step.
+    loader: the fast path through its door, the original pipeline as the original's DataLoader and the plain Step.
     off: one of the fast path's MECHANISMS, switched off (in this process only, which is its own)."""
     if fast:
         if off == "freed memory":
@@ -244,7 +244,7 @@ def serve(conn, fast, network, recipe, off=None):
     """Runs one pipeline in a process of its own and answers ('rate', steps) and ('breakdown', steps).
 
     Its own process, because the fast path changes how this process's memory allocator behaves
-    (fast.keep_freed_memory), which would also speed up the seed pipeline as the original never was."""
+    (fast.keep_freed_memory), which would also speed up the original pipeline as the original never was."""
     torch.manual_seed(0)
     train_data = load_mnist(train=True, transform=train_augmentation(recipe.rotation))
     pipeline = make_pipeline(fast, train_data, network, recipe, off)
@@ -300,22 +300,22 @@ def run_throughput(args):
     print(f"device: {device}; {args.network} ({networks.parameter_count(networks.build(args.network)):,} parameters), "
           f"{args.rounds} alternating rounds of {args.steps} steps (batch {args.batch_size}) after a warm-up round; "
           "each pipeline in its own process")
-    workers = Workers({"seed": (False, None), "fast": (True, None)}, args.network, args.recipe)
+    workers = Workers({"original": (False, None), "fast": (True, None)}, args.network, args.recipe)
     try:
         rates = workers.rates(args.rounds, args.steps)
         breakdown = workers.ask("fast", "breakdown", args.steps)
     finally:
         workers.close()
     report_breakdown(breakdown, args.batch_size)
-    seed, fast = statistics.median(rates["seed"]), statistics.median(rates["fast"])
-    print(f"\nseed pipeline (PIL transforms, 2 workers, fp32, NCHW): {seed:8.0f} images/s (median)")
+    original, fast = statistics.median(rates["original"]), statistics.median(rates["fast"])
+    print(f"\noriginal pipeline (PIL transforms, 2 workers, fp32, NCHW): {original:8.0f} images/s (median)")
     print(f"fast path (device-resident, batched augmentation, {breakdown['precision']}, {breakdown['layout']}): "
           f"{fast:8.0f} images/s (median); precision {breakdown['reason']}")
     per_image = (breakdown["forward"] + breakdown["backward"]) / args.batch_size
     limit = breakdown["peak"] * 1e9 / per_image
     print(f"fast path at {100 * fast / limit:.0f}% of this device's {breakdown['precision']} limit "
           f"({breakdown['peak']:.0f} GFLOP/s / {per_image / 1e6:.0f} MFLOP per training image = {limit:.0f} images/s)")
-    print(f"speedup: {fast / seed:.2f}")
+    print(f"speedup: {fast / original:.2f}")
 
 
 def mechanisms_here(network):
@@ -380,12 +380,13 @@ def main(argv=None):
     parser.add_argument("--full", action="store_true", help="run the whole recipe through S5.ipynb")
     parser.add_argument("--ablation", action="store_true",
                         help="the fast path's step time with each of its mechanisms switched off in turn")
-    parser.add_argument("--pipeline", choices=["fast", "seed"], default="fast", help="which pipeline --full runs")
+    parser.add_argument("--pipeline", choices=["fast", "original"], default="fast", help="which pipeline --full runs",
+                        type=lambda name: "original" if name == "seed" else name)  # its name before 'original'
     parser.add_argument("--subset", type=int, default=None, help="--full on the first N images only (a dry run)")
     parser.add_argument("--seed", type=int, default=1, help="random seed of the full run")
     parser.add_argument("--rounds", type=int, default=5, help="alternating timed rounds")
     parser.add_argument("--steps", type=int, default=6, help="training steps per round")
-    parser.add_argument("--network", default=networks.DEFAULT, help="the network, as module:Class (default: %(default)s)")
+    networks.add_network_option(parser)
     add_recipe_options(parser)
     args = parser.parse_args(argv)
     try:

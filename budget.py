@@ -117,8 +117,8 @@ OPTIONS = {"parameters": ("--parameters", int, "fewer parameters than this"),
            "seeds": ("--seeds", int, "on each of this many seeds (1, 2, ...)")}
 
 
-def budget_figure(option, kind):
-    """argparse's type for a budget figure: one sentence naming the option when it is not a number."""
+def budget_number(option, kind):
+    """argparse's type for a budget number: one sentence naming the option when it is not a number."""
     def parse(text):
         try:
             return kind(text)
@@ -131,14 +131,18 @@ def budget_figure(option, kind):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("network", help="the network, as module:Class")
+    parser.add_argument("network_named", metavar="network", nargs="?", help="the network, as module:Class (or --network)")
+    networks.add_network_option(parser, default=None)
     for name, (option, kind, text) in OPTIONS.items():
-        parser.add_argument(option, dest=f"budget_{name}", type=budget_figure(option, kind),  # --epochs is the recipe's
+        parser.add_argument(option, dest=f"budget_{name}", type=budget_number(option, kind),  # --epochs is the recipe's
                             default=getattr(Budget, name),
                             help=f"{text} (default: %(default)s)")
     add_recipe_options(parser, Recipe(epochs=Budget.epochs))  # the original's recipe, as long as the budget allows
     parser.add_argument("--subset", type=int, default=None, help="train and test on the first N images (a dry run)")
     args = parser.parse_args(argv)
+    if (args.network_named is None) == (args.network is None):
+        parser.error("name one network, as module:Class: python budget.py my_nets:Net6, or --network my_nets:Net6")
+    args.network = args.network or args.network_named
     from data import MNISTUnavailable, load_mnist
     from env import get_device
     try:

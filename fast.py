@@ -147,7 +147,7 @@ def draw_augmentation(n, device="cpu", rotation=ROTATION):
 
 
 def augment(images, angles=None, crop=None):
-    """The seed's train augmentation, batched: images are (N, 1, 28, 28) floats in [0, 1].
+    """The original's train augmentation, batched: images are (N, 1, 28, 28) floats in [0, 1].
 
     crop: bool per image, centre crop to 22x22 resized back to 28x28, bilinear. angles: degrees per
     image, counter-clockwise rotation, nearest neighbour, zero fill; the same maths as torchvision's

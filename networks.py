@@ -112,9 +112,15 @@ def load(spec=DEFAULT, checkpoint=None):
     return model.eval()
 
 
+def add_network_option(parser, default=DEFAULT):
+    """--network, the one option with which every command is told a network."""
+    parser.add_argument("--network", default=default,
+                        help="the network, as module:Class" + (" (default: %(default)s)" if default else ""))
+
+
 def add_options(parser, default_checkpoint=True):
-    """The options every command that reads a network shares: --network and --checkpoint."""
-    parser.add_argument("--network", default=DEFAULT, help="the network's class, as module:Class (default: %(default)s)")
+    """The options every command that reads a network's weights shares: --network and --checkpoint."""
+    add_network_option(parser)
     parser.add_argument("--checkpoint", default=None,
                         help="its weights (default: the shipped s5_net.pt, which are model:Net's)"
                         if default_checkpoint else "its weights")

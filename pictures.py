@@ -16,7 +16,7 @@ BAR = 30  # a colour scale: its gradient and the numbers at its ends
 RED = (230, 30, 30)
 
 
-def grey_levels(network_input):
+def grey_array(network_input):
     """The (28, 28) grey levels in [0, 1] that a normalized (1, 1, 28, 28) input shows, as a numpy array."""
     return data.grey_levels(network_input.detach().float().cpu()[0, 0]).numpy()
 
@@ -31,7 +31,7 @@ def _outline(picture, top, left, bottom, right, width=2):
 def input_picture(network_input, box=None):
     """The normalized (1, 1, 28, 28) input as the grey digit it is, each pixel a SCALE x SCALE block (RGB uint8),
     with `box` (top, left, bottom, right: inclusive input pixels) outlined in red."""
-    grey = (grey_levels(network_input) * 255).round().astype(np.uint8)
+    grey = (grey_array(network_input) * 255).round().astype(np.uint8)
     picture = np.kron(grey, np.ones((SCALE, SCALE), np.uint8))[..., None].repeat(3, axis=2)
     if box is not None:
         top, left, bottom, right = box
@@ -90,7 +90,7 @@ def unit_at(x, y, height, width=None):
 def attribution_picture(network_input, map_28):
     """An attribution map over the input: red where a pixel raised the digit's score, blue where it lowered
     it, on a scale symmetric around zero shown beneath, blended with the digit's strokes."""
-    grey = grey_levels(network_input)[..., None]
+    grey = grey_array(network_input)[..., None]
     limit = max(map_28.abs().max().item(), 1e-12)
     heat = _colour(map_28.float().cpu(), "RdBu_r", -limit, limit).astype(np.float32)
     blended = (heat * (1 - 0.35 * grey) + 0.35 * grey * 40).clip(0, 255).astype(np.uint8)  # ink as a darker trace

@@ -56,7 +56,7 @@ def closing_line(state):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--network", default=networks.DEFAULT, help="the network, as module:Class (default: %(default)s)")
+    networks.add_network_option(parser)
     args = parser.parse_args(argv)
     try:
         networks.build(args.network)  # named before the notebook starts, in one sentence

@@ -1,6 +1,6 @@
 """How a network is trained and scored: the recipe, one training step, and the epoch loops with their progress bars.
 
-Every way of training (the seed pipeline, the fast path, a CUDA graph replay) runs the same Step; `train` only
+Every way of training (the original pipeline, the fast path, a CUDA graph replay) runs the same Step; `train` only
 loops over the batches, shows progress and keeps the score."""
 import dataclasses
 import math
@@ -32,7 +32,7 @@ class Recipe:
     scheduler 'step' is StepLR (lr times gamma every step_size epochs, stepped once an epoch); 'onecycle' is
     OneCycleLR with lr as its peak, stepped after every batch. momentum is SGD's (Adam ignores it). rotation: the
     train augmentation's random rotation, up to this many degrees each way; the fast path draws it from the recipe,
-    the seed pipeline from its loader's transforms (data.train_augmentation(rotation) builds them)."""
+    the original pipeline from its loader's transforms (data.train_augmentation(rotation) builds them)."""
     epochs: int = 20
     batch_size: int = 512
     optimizer: str = "sgd"
@@ -283,7 +283,7 @@ class Training:
 
     @classmethod
     def plain(cls, model, device, train_loader, test_loader, recipe=Recipe()):
-        """The seed pipeline's: the recipe for `model` as it is, float32 steps on whatever train_loader yields."""
+        """The original pipeline's: the recipe for `model` as it is, float32 steps on whatever train_loader yields."""
         optimizer = recipe.make_optimizer(model.parameters())
         scheduler = recipe.make_scheduler(optimizer, len(train_loader))
         criterion = recipe.make_criterion()

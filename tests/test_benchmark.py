@@ -26,16 +26,17 @@ def test_benchmark_measures_both_pipelines_and_ends_with_the_speedup(monkeypatch
     monkeypatch.delenv("S5_PRECISION", raising=False)
     out = run_benchmark()
     assert re.fullmatch(r"speedup: \d+\.\d\d", out.strip().splitlines()[-1])
-    seed = float(re.search(r"^seed pipeline \(.*\):\s+(\d+) images/s \(median\)$", out, re.M).group(1))
+    original = float(re.search(r"^original pipeline \(.*\):\s+(\d+) images/s \(median\)$", out, re.M).group(1))
     fast_line = re.search(r"^fast path \(.*\):\s+(\d+) images/s \(median\); precision (\w+): .+$", out, re.M)
     assert fast_line, "the fast path's line with its rate and the reason for its precision"
     fast = float(fast_line.group(1))
     assert fast_line.group(2) == HERE, "the precision named is the one the fast path chose"
     speedup = float(out.strip().splitlines()[-1].split()[-1])
-    assert speedup == pytest.approx(fast / seed, abs=0.01 + 0.5 / seed * speedup)  # the printed figures agree
+    assert speedup == pytest.approx(fast / original, abs=0.01 + 0.5 / original * speedup), "the printed numbers agree"
     assert "model:Net (593,200 parameters)" in out
-    rates = {name: float(rate) for name, rate in re.findall(r"round 1 (seed|fast):\s+(\d+) images/s", out)}
-    assert set(rates) == {"seed", "fast"} and all(rate > 0 for rate in rates.values())
+    rates = {name: float(rate) for name, rate in re.findall(r"round 1 (original|fast):\s+(\d+) images/s", out)}
+    assert set(rates) == {"original", "fast"}, "round 1 names both pipelines"
+    assert all(rate > 0 for rate in rates.values()), rates
     for part in ("augmentation", "forward", "backward", "optimizer"):
         assert re.search(rf"^  {part}\s+\d+\.\d ms", out, re.M), part
     assert re.search(rf"\(cpu, {HERE}, batch 128; {HERE} matmul peak \d+ GFLOP/s\)", out)

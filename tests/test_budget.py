@@ -112,7 +112,7 @@ def test_bad_input_gets_one_sentence_and_exit_2(argv, sentence, capsys):
     assert len(error.splitlines()) == 1 and sentence in error and error.startswith("budget.py: ")
 
 
-def test_a_budget_figure_that_is_not_a_number_names_its_option(capsys):
+def test_a_budget_number_that_is_not_a_number_names_its_option(capsys):
     with pytest.raises(SystemExit) as stopped:
         budget.main(["helpers:AssignmentNet", "--target", "high"])
     assert stopped.value.code == 2
@@ -128,3 +128,20 @@ def test_ctrl_c_stops_with_the_table_of_what_finished(capsys):
     assert "stopped (Ctrl-C): the table of what finished" in out
     seed = next(line for line in out.splitlines() if line.startswith("seed 1 "))
     assert "falls short" in seed and "stopped after 2 of 3 epochs" in seed
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("argv", [[], ["small:SmallNet", "--network", "small:SeparableNet"]], ids=["none", "two"])
+def test_budget_wants_exactly_one_network(argv, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        budget.main([*argv, "--seeds", "0"])
+    assert stopped.value.code == 2
+    assert "name one network, as module:Class" in capsys.readouterr().err
+
+
+@pytest.mark.quick
+def test_budget_takes_the_network_as_every_command_does_with_network(capsys):
+    """--network, as in every command, or alone as the first argument; a bad budget then stops both alike."""
+    for argv in (["--network", "helpers:AssignmentNet"], ["helpers:AssignmentNet"]):
+        assert budget.main([*argv, "--seeds", "0"]) == 2, argv
+        assert "The budget's seeds must be a number above 0, not 0" in capsys.readouterr().err, argv

@@ -412,7 +412,7 @@ def test_batch_norm_networks_keep_the_plain_layout_on_the_cpu_and_learn_their_st
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("network", [Net, WithBatchNormAndDropout, SeparableNet])
 def test_the_fast_path_step_gives_the_seed_pipelines_losses(mnist_train, network, precision):
-    """The same network, weights and batches, stepped by the seed pipeline's plain Step and by the fast path's:
+    """The same network, weights and batches, stepped by the original pipeline's plain Step and by the fast path's:
     the same losses, step after step, within the precision's tolerance (dropout switched off, so that both see
     one network)."""
     torch.manual_seed(0)

@@ -71,7 +71,7 @@ def test_committed_notebook_carries_a_full_run_above_99_2():
     text = outputs_text(notebook)
     epochs, accuracy = FINAL.search(text).groups()
     assert epochs == "20" and float(accuracy) >= 99.2
-    assert "fast path: False" in text  # the faithful seed pipeline
+    assert "fast path: False" in text  # the faithful original pipeline
     assert os.path.getsize(NOTEBOOK) < 600_000  # one final progress line per epoch, not every refresh
     assert not any("\r" in o["text"] for o in outputs_of(notebook, "stderr"))
     assert len(BAR.findall("".join(o["text"] for o in outputs_of(notebook, "stderr")))) == 20

@@ -28,7 +28,7 @@ BAR = re.compile(r"Train: Loss=\d+\.\d{4} Batch_id=(\d+) Accuracy=\d+\.\d{2}")
 
 @pytest.fixture(scope="module")
 def small_loaders():
-    """The seed pipeline (PIL transforms) on the first 1024 train and 512 test images."""
+    """The original pipeline (PIL transforms) on the first 1024 train and 512 test images."""
     train_data = load_mnist(train=True, transform=data.train_transforms, subset=1024)
     test_data = load_mnist(train=False, transform=data.test_transforms, subset=512)
     return (torch.utils.data.DataLoader(train_data, batch_size=64, shuffle=True),
