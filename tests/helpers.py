@@ -7,7 +7,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import sys
 import time
 import zlib
 
@@ -16,7 +15,6 @@ import torch
 from PIL import Image
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
 from data import default_data_dir  # noqa: E402
 from small import SeparableNet  # noqa: E402

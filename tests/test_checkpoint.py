@@ -115,12 +115,11 @@ def test_ctrl_c_while_saving_keeps_the_previous_checkpoint_and_no_temporary_file
 
 KILLED_WHILE_SAVING = """
 import os, random, signal, sys, time
-sys.path.insert(0, sys.argv[1])
 import torch
 from checkpoint import load_checkpoint, save_checkpoint
 from model import Net
 
-path, model, kills, survived = sys.argv[2], Net(), int(sys.argv[3]), set()
+path, model, kills, survived = sys.argv[1], Net(), int(sys.argv[2]), set()
 os.umask(0o027)
 save_checkpoint(path, model, epoch=0, payload=bytes(20_000_000))
 random.seed(0)
@@ -144,7 +143,7 @@ print(len(survived), "different checkpoints survived", kills, "kills")
 
 def test_a_save_killed_at_any_moment_leaves_a_whole_checkpoint(tmp_path):
     """SIGKILL at random moments of a loop of saves: the file on disk always loads, old or new, never a mixture."""
-    run = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, ROOT, str(tmp_path / "run.pt"), "8"],
+    run = subprocess.run([sys.executable, "-c", KILLED_WHILE_SAVING, str(tmp_path / "run.pt"), "8"], cwd=ROOT,
                          capture_output=True, text=True, timeout=180)
     assert run.returncode == 0, run.stderr[-3000:]
     survived = int(run.stdout.split()[0])
