@@ -22,6 +22,11 @@ from training import test as evaluate  # pytest would collect a function named t
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 
+def first(dataset, n):
+    """The first n images of a data set, which the small runs here train or test on."""
+    return torch.utils.data.Subset(dataset, range(n))
+
+
 @pytest.mark.parametrize("angle", [-15.0, -11.3, -4.0, 0.0, 2.5, 9.7, 15.0])
 @pytest.mark.parametrize("crop", [False, True])
 def test_batched_augmentation_matches_torchvision(mnist_test, angle, crop):
@@ -56,7 +61,9 @@ def assert_the_recipe(crop, angles):
     """One image in ten zoomed, angles filling +-15 degrees evenly and never beyond."""
     n = len(crop)
     assert abs(crop.float().mean().item() - 0.1) < 4 * (0.1 * 0.9 / n) ** 0.5, crop.float().mean()
-    assert angles.abs().max() <= 15.25 and angles.min() <= -14 and angles.max() >= 14
+    assert angles.abs().max() <= 15.25, f"an angle beyond the recipe's 15 degrees: {angles.abs().max()}"
+    assert angles.min() <= -14, f"the angles reach -15 degrees: the least is {angles.min()}"
+    assert angles.max() >= 14, f"the angles reach 15 degrees: the largest is {angles.max()}"
     counts = torch.histc(angles, bins=6, min=-15, max=15)  # 5-degree bins
     # around 0 several angles give the same picture, so only the two middle bins together are read reliably
     counts = torch.cat([counts[:2], counts[2:4].sum(dim=0, keepdim=True) / 2, counts[4:]])
@@ -72,7 +79,8 @@ def test_the_fast_loader_augments_each_image_as_the_recipe_says(mnist_train):
     crop, angles = read_augmentation(torch.cat(batches), mnist_train.data[7].float() / 255)
     assert_the_recipe(crop, angles)
     per_batch = crop.view(8, 512).sum(dim=1)
-    assert per_batch.min() > 0 and per_batch.max() < 512  # chosen per image, never for a whole batch
+    assert per_batch.min() > 0, "a batch with no zoomed image: the crop is chosen per image"
+    assert per_batch.max() < 512, "a batch zoomed whole: the crop is chosen per image"
 
 
 def test_the_batched_augmentation_matches_the_seed_pipelines_pil_transforms_in_distribution(mnist_train):
@@ -88,7 +96,8 @@ def test_the_batched_augmentation_matches_the_seed_pipelines_pil_transforms_in_d
 def test_augmentation_draws_cover_the_recipe():
     torch.manual_seed(0)
     angles, crop = draw_augmentation(200_000)
-    assert angles.min() >= -15.0 and angles.max() <= 15.0
+    assert angles.min() >= -15.0, angles.min()
+    assert angles.max() <= 15.0, angles.max()
     counts = torch.histc(angles, bins=30, min=-15.0, max=15.0)
     assert counts.min() > 0.9 * counts.mean()  # every degree of the range is used, evenly
     share = crop.float().mean().item()
@@ -97,7 +106,7 @@ def test_augmentation_draws_cover_the_recipe():
 
 @pytest.mark.quick
 def test_the_recipes_rotation_reaches_the_fast_paths_train_batches(mnist_train):
-    path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 256)
+    path = FastPath(first(mnist_train, 256), None, "cpu", 256)
     plain = path.train_loader.images.float().div(255)
     for rotation in (7.0, 0.0):
         path.training(Net(), Recipe(rotation=rotation))
@@ -106,7 +115,8 @@ def test_the_recipes_rotation_reaches_the_fast_paths_train_batches(mnist_train):
         torch.manual_seed(3)
         angles, crop = draw_augmentation(256, rotation=rotation)
         assert torch.equal(batch, normalize(augment(plain, angles, crop)))
-        assert angles.abs().max() <= rotation and (rotation == 0 or angles.abs().max() > 0.9 * rotation)
+        assert angles.abs().max() <= rotation, f"an angle beyond the recipe's {rotation}"
+        assert rotation == 0 or angles.abs().max() > 0.9 * rotation, f"the angles fill the recipe's {rotation}"
     torch.manual_seed(3)
     assert not torch.equal(batch, normalize(augment(plain, *draw_augmentation(256))))  # not the original's 15
 
@@ -122,22 +132,25 @@ def test_augment_without_arguments_uses_one_fresh_draw(mnist_test):
 
 @pytest.mark.quick
 def test_device_loader_batches(mnist_train):
-    subset = torch.utils.data.Subset(mnist_train, range(1000))
+    subset = first(mnist_train, 1000)
     loader = DeviceLoader(subset, 256, "cpu", train=True)
     torch.manual_seed(0)
     batches = list(loader)
     assert len(loader) == len(batches) == 4
     assert [len(t) for _, t in batches] == [256, 256, 256, 232]
     data = batches[0][0]
-    assert data.shape == (256, 1, 28, 28) and data.dtype == torch.float32
-    assert data.is_contiguous(memory_format=torch.channels_last) and data.is_contiguous()  # one channel: both
+    assert data.shape == (256, 1, 28, 28), data.shape
+    assert data.dtype == torch.float32, data.dtype
+    assert data.is_contiguous(memory_format=torch.channels_last), "with one channel a batch is channels_last"
+    assert data.is_contiguous(), "and NCHW at once"
     assert data.min().item() == pytest.approx(-MNIST_MEAN / MNIST_STD)  # normalized, zero fill stays black
     targets = torch.cat([t for _, t in batches])
     assert sorted(targets.tolist()) == sorted(mnist_train.targets[:1000].tolist())  # each sample once
     assert not torch.equal(targets, mnist_train.targets[:1000])  # shuffled
     torch.manual_seed(0)
     again = list(loader)
-    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(batches, again))
+    assert all(torch.equal(a[0], b[0]) for a, b in zip(batches, again)), "the same seed, the same images"
+    assert all(torch.equal(a[1], b[1]) for a, b in zip(batches, again)), "the same seed, the same order"
 
 
 @pytest.mark.quick
@@ -197,7 +210,8 @@ def test_avx512_bf16_without_amx_trains_in_whichever_precision_measured_faster(r
 @pytest.mark.quick
 def test_the_probe_measures_a_real_convolution_in_both_precisions():
     ratio = bf16_time_ratio(batch=4, channels=4, rounds=3)
-    assert ratio > 0 and ratio != 1.0, f"bf16's time over fp32's: {ratio}"
+    assert ratio > 0, f"bf16's time over fp32's: {ratio}"
+    assert ratio != 1.0, "two measured times are never equal to the last bit"
 
 
 @pytest.mark.quick
@@ -243,7 +257,7 @@ def test_each_precision_trains_on_this_cpu(mnist_test, precision):
     model, amp_dtype = prepare_fast(Net(), "cpu"), PRECISIONS[precision]
     scaler = grad_scaler("cpu", amp_dtype)
     assert scaler.is_enabled() == (precision == "fp16")  # only fp16 gradients need loss scaling
-    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(8)), 4, "cpu", train=True))
+    batches = list(DeviceLoader(first(mnist_test, 8), 4, "cpu", train=True))
     before = model.conv1.weight.detach().clone()
     with torch.autocast("cpu", dtype=amp_dtype, enabled=amp_dtype is not None):
         assert model.conv2(model.conv1(batches[0][0])).dtype == (amp_dtype or torch.float32)
@@ -254,7 +268,8 @@ def test_each_precision_trains_on_this_cpu(mnist_test, precision):
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     step = Step(model, "cpu", optimizer, nn.CrossEntropyLoss(), amp_dtype, scaler)
     accuracy, loss = train(model, "cpu", batches, optimizer, nn.CrossEntropyLoss(), step, 1)
-    assert 0 < loss < 10 and 0 <= accuracy <= 100
+    assert 0 < loss < 10, loss
+    assert 0 <= accuracy <= 100, accuracy
     assert model.conv1.weight.dtype == torch.float32  # the weights stay float32 in every precision
     assert not torch.equal(model.conv1.weight, before)  # it took its steps
 
@@ -264,17 +279,18 @@ def test_train_on_cuda_in_its_precision(mnist_test):
     model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda"), precision_choice("cuda", "auto")[0]
     capability = torch.cuda.get_device_capability()
     assert amp_dtype is (torch.bfloat16 if capability >= (8, 0) else torch.float16)
-    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1024)), 256, "cuda", train=True)
+    loader = DeviceLoader(first(mnist_test, 1024), 256, "cuda", train=True)
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     step = Step(model, "cuda", optimizer, nn.CrossEntropyLoss(), amp_dtype, grad_scaler("cuda", amp_dtype))
     accuracy, loss = train(model, "cuda", loader, optimizer, nn.CrossEntropyLoss(), step, 1)
-    assert 0 <= accuracy <= 100 and 0 < loss < 10
+    assert 0 <= accuracy <= 100, accuracy
+    assert 0 < loss < 10, loss
 
 
 @needs_cuda
 def test_a_non_finite_loss_on_cuda_names_the_batch(mnist_test):
     model, amp_dtype = prepare_fast(Net().to("cuda"), "cuda"), precision_choice("cuda", "auto")[0]
-    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_test, range(512)), 64, "cuda"))
+    batches = list(DeviceLoader(first(mnist_test, 512), 64, "cuda"))
     batches[5][0][0, 0, 5, 5] = float("nan")
     optimizer = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     with pytest.raises(FloatingPointError, match="nan at epoch 4, batch 5"):
@@ -299,14 +315,19 @@ class WithBatchNormAndDropout(nn.Module):
         return nn.functional.adaptive_avg_pool2d(self.squeeze(torch.relu(self.down(x))), 1).flatten(1)
 
 
-def test_cuda_graphs_only_where_the_step_has_been_shown_to_replay_faithfully():
-    recipe = Recipe()
-    assert uses_cuda_graph("cuda", torch.bfloat16, Net(), recipe) and uses_cuda_graph("cuda", None, Net(), recipe)
-    assert not uses_cuda_graph("cuda", torch.float16, Net(), recipe)  # the gradient scaler skips steps from the host
-    assert not uses_cuda_graph("cpu", None, Net(), recipe) and not uses_cuda_graph("mps", None, Net(), recipe)
-    assert not uses_cuda_graph("cuda", None, WithBatchNormAndDropout(), recipe)  # fresh masks, running statistics
-    assert not uses_cuda_graph("cuda", None, Net(), Recipe(scheduler="onecycle"))
-    assert not uses_cuda_graph("cuda", None, Net(), Recipe(optimizer="adam"))
+@pytest.mark.parametrize("device, amp_dtype, network, recipe, graphed", [
+    ("cuda", torch.bfloat16, Net, Recipe(), True),
+    ("cuda", None, Net, Recipe(), True),
+    ("cuda", torch.float16, Net, Recipe(), False),  # the gradient scaler skips steps from the host
+    ("cpu", None, Net, Recipe(), False),
+    ("mps", None, Net, Recipe(), False),
+    ("cuda", None, WithBatchNormAndDropout, Recipe(), False),  # fresh masks, running statistics
+    ("cuda", None, Net, Recipe(scheduler="onecycle"), False),
+    ("cuda", None, Net, Recipe(optimizer="adam"), False),
+], ids=["bf16", "fp32", "fp16", "cpu", "mps", "batch-norm-dropout", "onecycle", "adam"])
+def test_cuda_graphs_only_where_the_step_has_been_shown_to_replay_faithfully(device, amp_dtype, network, recipe,
+                                                                            graphed):
+    assert uses_cuda_graph(device, amp_dtype, network(), recipe) is graphed
 
 
 def test_the_recipes_sgd_in_its_graph_form_steps_as_plain_sgd_and_keeps_the_learning_rate_in_a_tensor():
@@ -320,9 +341,11 @@ def test_the_recipes_sgd_in_its_graph_form_steps_as_plain_sgd_and_keeps_the_lear
     optimizers = [optim.SGD(models[0].parameters(), lr=0.01, momentum=0.9),
                   recipe.make_optimizer(models[1].parameters()),
                   recipe.make_optimizer(models[2].parameters(), lr_tensor=True)]
-    assert optimizers[1].param_groups[0]["lr"] == 0.01 and not optimizers[1].param_groups[0]["fused"]
+    assert optimizers[1].param_groups[0]["lr"] == 0.01, "the eager SGD's learning rate, a number"
+    assert not optimizers[1].param_groups[0]["fused"], "the eager SGD is PyTorch's plain one"
     lr = optimizers[2].param_groups[0]["lr"]
-    assert isinstance(lr, torch.Tensor) and optimizers[2].param_groups[0]["fused"]
+    assert isinstance(lr, torch.Tensor), "the graph's learning rate is a tensor"
+    assert optimizers[2].param_groups[0]["fused"], "the graph's SGD is the fused one"
     schedulers = [recipe.make_scheduler(optimizer, 1) for optimizer in optimizers]
     images, targets = torch.randn(8, 1, 28, 28), torch.randint(0, 10, (8,))
     for _ in range(3):
@@ -331,7 +354,8 @@ def test_the_recipes_sgd_in_its_graph_form_steps_as_plain_sgd_and_keeps_the_lear
             nn.functional.nll_loss(model(images), targets).backward()
             optimizer.step()
             scheduler.step()
-    assert optimizers[2].param_groups[0]["lr"] is lr and lr.item() == pytest.approx(0.01 / 8)
+    assert optimizers[2].param_groups[0]["lr"] is lr, "StepLR fills the same tensor"
+    assert lr.item() == pytest.approx(0.01 / 8), "halved at each of three epochs"
     for model in models[1:]:
         for p, q in zip(model.parameters(), models[0].parameters()):
             torch.testing.assert_close(p, q)
@@ -343,46 +367,86 @@ def one_epoch(training, device, epoch=1):
                  epoch)
 
 
+@pytest.fixture
+def door(mnist_train, mnist_test):
+    """The fast path's door on the CPU: 256 training images in batches of 64 and 100 test images."""
+    return FastPath(first(mnist_train, 256), first(mnist_test, 100), "cpu", 64)
+
+
+RECIPE = Recipe(lr=0.02, momentum=0.8, step_size=3, gamma=0.5)  # none of them the original's
+
+
 @pytest.mark.quick
-def test_the_door_gives_the_training_loop_everything_with_the_recipe_it_was_given(mnist_train, mnist_test):
-    torch.manual_seed(0)
-    path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), torch.utils.data.Subset(mnist_test, range(100)),
-                    "cpu", 64)
-    training = path.training(Net(), Recipe(lr=0.02, momentum=0.8, step_size=3, gamma=0.5), precision="fp32")
-    assert training.test_loader is path.test_loader  # the sample cell's loaders are the ones trained on
-    assert training.model.conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    assert training.amp_dtype is None and training.precision == "fp32" and not training.cuda_graph
+def test_the_door_trains_and_tests_on_the_loaders_it_made_first(door):
+    """The notebook's sample cell draws from the loaders before the model is made; the run must use those."""
+    training = door.training(Net(), RECIPE, precision="fp32")
+    assert training.test_loader is door.test_loader, "the test loader"
+    assert training.batches is door.train_loader, "the train loader"
+    assert not training.cuda_graph, "no CUDA graph on a CPU"
+    assert door.train_loader.train, "the train loader augments and shuffles"
+    assert not door.test_loader.train, "the test loader only normalizes"
+    assert (len(door.train_loader), len(door.test_loader)) == (4, 2), "256 and 100 images in batches of 64"
+
+
+@pytest.mark.quick
+def test_the_door_builds_the_step_from_the_runs_own_parts(door):
+    training = door.training(Net(), RECIPE, precision="fp32")
     step = training.step
-    assert isinstance(step, Step) and training.batches is path.train_loader  # no CUDA graph on a CPU
-    assert step.scaler is not None and not step.scaler.is_enabled() and step.scheduler is None  # StepLR: per epoch
-    assert step.model is training.model and step.optimizer is training.optimizer and step.criterion is training.criterion
-    assert path.train_loader.train and len(path.train_loader) == 4 and path.train_loader.images.shape[0] == 256
-    assert not path.test_loader.train and len(path.test_loader) == 2
+    assert isinstance(step, Step), type(step)
+    assert (step.model, step.optimizer, step.criterion) == (training.model, training.optimizer, training.criterion)
+    assert not step.scaler.is_enabled(), "fp32 needs no loss scaling"
+    assert step.scheduler is None, "StepLR steps once an epoch, outside the step"
+    assert isinstance(training.criterion, nn.CrossEntropyLoss), type(training.criterion)
+
+
+@pytest.mark.quick
+def test_the_door_gives_the_optimizer_and_scheduler_the_recipes_numbers(door):
+    training = door.training(Net(), RECIPE, precision="fp32")
     group = training.optimizer.param_groups[0]
-    assert (group["lr"], group["momentum"]) == (0.02, 0.8) and isinstance(training.optimizer, optim.SGD)
-    assert group["params"] == list(training.model.parameters())
-    assert (training.scheduler.step_size, training.scheduler.gamma) == (3, 0.5)
-    assert isinstance(training.criterion, nn.CrossEntropyLoss)
-    before = training.model.conv1.weight.detach().clone()
-    accuracy, loss = one_epoch(training, "cpu")
-    assert not torch.equal(before, training.model.conv1.weight) and 0 < accuracy <= 100 and loss > 0
-    evaluate(training.model, "cpu", training.test_loader, training.criterion, amp_dtype=training.amp_dtype)
+    assert isinstance(training.optimizer, optim.SGD), type(training.optimizer)
+    assert (group["lr"], group["momentum"]) == (0.02, 0.8), "SGD's learning rate and momentum"
+    assert group["params"] == list(training.model.parameters()), "the model's own parameters"
+    assert (training.scheduler.step_size, training.scheduler.gamma) == (3, 0.5), "StepLR's"
     for _ in range(3):
         training.scheduler.step()
-    assert group["lr"] == pytest.approx(0.01)
-    for precision, dtype, scaled in (("bf16", torch.bfloat16, False), ("fp16", torch.float16, True)):
-        other = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64).training(
-            Net(), Recipe(), precision=precision)
-        assert other.amp_dtype == dtype == other.step.amp_dtype and other.precision == precision
-        assert other.step.scaler.is_enabled() is scaled and other.test_loader is None  # fp16 needs its scaler
+    assert group["lr"] == pytest.approx(0.01), "StepLR halves the rate after 3 epochs"
 
 
 @pytest.mark.quick
-def test_adam_and_onecycle_reach_the_step_which_moves_the_learning_rate_every_batch(mnist_train):
-    path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 64)
+def test_one_epoch_from_the_door_trains_the_model_in_channels_last(door):
+    torch.manual_seed(0)
+    training = door.training(Net(), RECIPE, precision="fp32")
+    assert training.model.conv1.weight.is_contiguous(memory_format=torch.channels_last), "the layout"
+    before = training.model.conv1.weight.detach().clone()
+    accuracy, loss = one_epoch(training, "cpu")
+    assert not torch.equal(before, training.model.conv1.weight), "the weights moved"
+    assert 0 < accuracy <= 100, accuracy
+    assert loss > 0, loss
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("precision, dtype, scaled", [("fp32", None, False), ("bf16", torch.bfloat16, False),
+                                                      ("fp16", torch.float16, True)])
+def test_the_door_trains_in_the_precision_asked_for(door, precision, dtype, scaled):
+    training = door.training(Net(), Recipe(), precision=precision)
+    assert training.amp_dtype is dtype, "the run's autocast dtype"
+    assert training.step.amp_dtype is dtype, "the step's autocast dtype"
+    assert training.precision == precision, training.precision
+    assert training.precision_reason == f"{precision}: asked for", training.precision_reason
+    assert training.step.scaler.is_enabled() is scaled, "only fp16 needs its gradient scaler"
+
+
+@pytest.mark.quick
+def test_a_door_without_test_images_has_no_test_loader(mnist_train):
+    assert FastPath(first(mnist_train, 64), None, "cpu", 64).training(Net()).test_loader is None
+
+
+@pytest.mark.quick
+def test_adam_and_onecycle_reach_the_step_which_moves_the_learning_rate_every_batch(door):
     recipe = Recipe(epochs=2, optimizer="adam", lr=0.003, scheduler="onecycle")
-    training = path.training(WithBatchNormAndDropout(), recipe, precision="fp32")
-    assert isinstance(training.optimizer, optim.Adam) and training.step.scheduler is training.scheduler
+    training = door.training(WithBatchNormAndDropout(), recipe, precision="fp32")
+    assert isinstance(training.optimizer, optim.Adam), type(training.optimizer)
+    assert training.step.scheduler is training.scheduler, "OneCycleLR steps inside the step"
     rates = []
     for _ in range(2):
         one_epoch(training, "cpu")
@@ -392,13 +456,12 @@ def test_adam_and_onecycle_reach_the_step_which_moves_the_learning_rate_every_ba
 
 
 @pytest.mark.quick
-def test_batch_norm_networks_keep_the_plain_layout_on_the_cpu_and_learn_their_statistics(mnist_train):
+def test_batch_norm_networks_keep_the_plain_layout_on_the_cpu_and_learn_their_statistics(door):
     torch.manual_seed(0)
-    path = FastPath(torch.utils.data.Subset(mnist_train, range(256)), torch.utils.data.Subset(mnist_train, range(64)),
-                    "cpu", 64)
-    training = path.training(WithBatchNormAndDropout(), Recipe(lr=0.05), precision="fp32")
+    training = door.training(WithBatchNormAndDropout(), Recipe(lr=0.05), precision="fp32")
     weight = training.model.branch[0].weight  # 8 -> 8 channels: the two layouts differ
-    assert weight.is_contiguous() and not weight.is_contiguous(memory_format=torch.channels_last)
+    assert weight.is_contiguous(), "NCHW"
+    assert not weight.is_contiguous(memory_format=torch.channels_last), "not channels_last"
     statistics = training.model.stem[1].running_mean.clone()
     one_epoch(training, "cpu")
     assert not torch.equal(statistics, training.model.stem[1].running_mean)  # the running statistics were updated
@@ -420,9 +483,9 @@ def test_the_fast_path_step_gives_the_seed_pipelines_losses(mnist_train, network
     for module in model.modules():
         if isinstance(module, nn.Dropout):
             module.p = 0.0
-    batches = list(DeviceLoader(torch.utils.data.Subset(mnist_train, range(192)), 64, "cpu", train=True))
+    batches = list(DeviceLoader(first(mnist_train, 192), 64, "cpu", train=True))
     plain = Training.plain(copy.deepcopy(model), "cpu", batches, None, Recipe(lr=0.05))
-    fast = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64).training(
+    fast = FastPath(first(mnist_train, 64), None, "cpu", 64).training(
         copy.deepcopy(model), Recipe(lr=0.05), precision)
     losses = [[training.step(batch)[0].item() for batch in batches] for training in (plain, fast)]
     assert losses[0][0] == pytest.approx(losses[1][0], rel={"fp32": 1e-5, "bf16": 0.03}[precision])
@@ -431,11 +494,11 @@ def test_the_fast_path_step_gives_the_seed_pipelines_losses(mnist_train, network
 
 
 @pytest.mark.quick
-def test_the_same_seed_gives_the_same_fast_run(mnist_train):
+def test_the_same_seed_gives_the_same_fast_run(door):
     weights = []
     for _ in range(2):
         torch.manual_seed(7)
-        training = FastPath(torch.utils.data.Subset(mnist_train, range(256)), None, "cpu", 64).training(Net(), Recipe())
+        training = door.training(Net(), Recipe())
         one_epoch(training, "cpu")
         weights.append(training.model.state_dict())
     assert all(torch.equal(weights[0][name], weights[1][name]) for name in weights[0])
@@ -444,21 +507,22 @@ def test_the_same_seed_gives_the_same_fast_run(mnist_train):
 def graphed_run(data, batch_size, seed=0):
     torch.manual_seed(seed)
     training = FastPath(data, None, "cuda", batch_size).training(Net(), Recipe(step_size=1, gamma=0.0))
-    assert training.cuda_graph and training.step is training.batches
+    assert training.cuda_graph, "Net with SGD and StepLR replays CUDA graphs"
+    assert training.step is training.batches, "the graphed steps are the batches"
     return training
 
 
 @needs_cuda
 def test_a_cuda_graph_replay_draws_fresh_augmentation_and_follows_the_learning_rate(mnist_train):
-    run = graphed_run(torch.utils.data.Subset(mnist_train, range(2048 + 100)), 256)  # StepLR: lr 0 after an epoch
+    run = graphed_run(first(mnist_train, 2048 + 100), 256)  # StepLR: lr 0 after an epoch
     one_epoch(run, "cuda")  # warm-up, capture, replays
     steps, model = run.batches, run.model
     assert steps.graph is not None
     indices = next(iter(steps))
     run.step(indices)
-    first, weights = steps.data.clone(), model.conv1.weight.detach().clone()
+    augmented, weights = steps.data.clone(), model.conv1.weight.detach().clone()
     run.step(indices)
-    assert not torch.equal(first, steps.data)  # the same images, new angles and crops
+    assert not torch.equal(augmented, steps.data)  # the same images, new angles and crops
     assert not torch.equal(weights, model.conv1.weight)  # and the replay took a step
     run.scheduler.step()  # learning rate 0: StepLR fills the tensor the graph reads
     weights = model.conv1.weight.detach().clone()
@@ -478,14 +542,15 @@ def test_augmentation_draws_inside_a_cuda_graph_cover_the_recipe_at_every_replay
         graph.replay()
         replays.append((angles.clone().cpu(), crop.clone().cpu()))
         counts = torch.histc(replays[-1][0], bins=30, min=-15.0, max=15.0)
-        assert replays[-1][0].abs().max() <= 15.0 and counts.min() > 0.9 * counts.mean()
+        assert replays[-1][0].abs().max() <= 15.0, "an angle beyond 15 degrees"
+        assert counts.min() > 0.9 * counts.mean(), "every degree of the range is used, evenly"
         assert abs(replays[-1][1].float().mean().item() - 0.1) < 4 * (0.1 * 0.9 / 200_000) ** 0.5
     assert not torch.equal(replays[0][0], replays[1][0])
 
 
 @needs_cuda
 def test_a_cuda_graph_replay_is_the_recipes_sgd_step_on_the_batch_it_augmented(mnist_train):
-    run = graphed_run(torch.utils.data.Subset(mnist_train, range(2048 + 96)), 512)
+    run = graphed_run(first(mnist_train, 2048 + 96), 512)
     model, amp_dtype, optimizer, steps = run.model, run.amp_dtype, run.optimizer, run.batches
     assert len(steps) == 5  # the last batch, of 96, runs eagerly
     one_epoch(run, "cuda")
@@ -508,7 +573,7 @@ def test_a_cuda_graph_replay_is_the_recipes_sgd_step_on_the_batch_it_augmented(m
 
 @needs_cuda
 def test_a_non_finite_loss_in_a_cuda_graph_names_the_batch(mnist_train):
-    run = graphed_run(torch.utils.data.Subset(mnist_train, range(8192)), 256)
+    run = graphed_run(first(mnist_train, 8192), 256)
     run.optimizer.param_groups[0]["lr"].fill_(1e6)  # diverges within a few steps
     with pytest.raises(FloatingPointError, match=r"at epoch 3, batch \d+"):
         one_epoch(run, "cuda", epoch=3)
