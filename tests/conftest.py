@@ -1,5 +1,5 @@
 """Fixtures: the real MNIST, read from MNIST_DATA_DIR (tests never download it), and digit images as users hand
-them in, good and bad, for predict.py and the app. Plain helpers live in helpers.py.
+them in, good and bad, for predict.py and the app. Plain helpers live in helpers.py and its siblings.
 
 Without MNIST the tests that read it skip (a test that reads it through a command or a notebook is marked
 `mnist`); under CI (the variable CI set) a missing MNIST stops the run instead, so that CI runs every test."""
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import DATA_DIR, png_header_only, user_image
+from helpers import DATA_DIR
+from inputs import png_header_only, user_image
 
 matplotlib.use("Agg")  # this process only: notebooks run by the tests keep Jupyter's inline backend
 

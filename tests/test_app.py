@@ -22,7 +22,10 @@ import app  # noqa: E402
 import explain  # noqa: E402
 import pictures  # noqa: E402
 import predict  # noqa: E402
-from helpers import CHROMIUM, ROOT, STROKES, free_port, net_with_zero_weights, user_image, wait_for_port  # noqa: E402
+from browser import CHROMIUM, STROKES  # noqa: E402
+from helpers import ROOT, free_port, wait_for_port  # noqa: E402
+from inputs import user_image  # noqa: E402
+from zoo import net_with_zero_weights  # noqa: E402
 
 SIZE = 280  # the sketchpad's canvas
 

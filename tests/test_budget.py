@@ -5,7 +5,7 @@ import torch
 
 import budget
 from budget import Budget, verdict
-from helpers import AssignmentNet
+from zoo import AssignmentNet
 from model import Net
 from small import SeparableNet, SmallNet
 from training import Recipe
@@ -38,12 +38,12 @@ def verdicts(lines):
 def test_every_line_holds_only_when_the_network_the_epochs_and_every_seed_do():
     limits = Budget(parameters=20000, epochs=3, target=99.0, last=2, seeds=2)
     small = AssignmentNet()
-    lines, ok = verdict(small, "helpers:AssignmentNet", Recipe(epochs=3), limits,
+    lines, ok = verdict(small, "zoo:AssignmentNet", Recipe(epochs=3), limits,
                         [run(3, [98.0, 99.1, 99.2]), run(3, [98.5, 99.0, 99.3], seed=2)])
     assert ok and verdicts(lines)["parameters"] == "holds" and verdicts(lines)["seed 2"] == "holds"
     assert dict((w, v) for w, v, _ in lines)["seed 1"].startswith("last 2: 99.10 99.20; best 99.20 (epoch 3)")
     # one epoch of one seed below the target, although its best is above: that seed, and the whole, fall short
-    lines, ok = verdict(small, "helpers:AssignmentNet", Recipe(epochs=3), limits,
+    lines, ok = verdict(small, "zoo:AssignmentNet", Recipe(epochs=3), limits,
                         [run(3, [98.0, 99.5, 98.9]), run(3, [98.5, 99.0, 99.3], seed=2)])
     assert not ok and verdicts(lines)["seed 1"] == "falls short" and verdicts(lines)["seed 2"] == "holds"
 
@@ -68,7 +68,7 @@ def test_the_shipped_small_networks_fit_under_4000_parameters_with_what_the_assi
 
 def test_an_unfinished_run_and_missing_seeds_fall_short():
     limits = Budget(parameters=20000, epochs=3, target=90.0, last=1, seeds=3)
-    lines, ok = verdict(AssignmentNet(), "helpers:AssignmentNet", Recipe(epochs=3), limits,
+    lines, ok = verdict(AssignmentNet(), "zoo:AssignmentNet", Recipe(epochs=3), limits,
                         [run(3, [95.0, 96.0, 97.0]), run(3, [95.0], seed=2)])
     assert not ok
     assert verdicts(lines)["seed 2"] == "falls short" and verdicts(lines)["seeds"] == "falls short"
@@ -83,10 +83,10 @@ def test_a_budget_that_is_not_a_number_above_zero_is_refused(figure):
 
 @pytest.mark.mnist
 def test_the_command_exits_0_when_every_line_holds_and_1_when_the_accuracy_misses(capsys):
-    assert budget.main(["helpers:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1"]) == 0
+    assert budget.main(["zoo:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1"]) == 0
     out = capsys.readouterr().out
     assert "seed 1, epoch 2/2: test accuracy" in out and "falls short" not in out
-    assert budget.main(["helpers:AssignmentNet", *TINY, "--parameters", "20000", "--target", "99.99"]) == 1
+    assert budget.main(["zoo:AssignmentNet", *TINY, "--parameters", "20000", "--target", "99.99"]) == 1
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[:4] for line in table if line.startswith("seed 1 ")] == [["seed", "1", "falls", "short"]]
 
@@ -94,7 +94,7 @@ def test_the_command_exits_0_when_every_line_holds_and_1_when_the_accuracy_misse
 @pytest.mark.mnist
 def test_the_epoch_budget_is_its_own_figure_not_the_recipes_epochs(capsys):
     # a recipe of 2 epochs against a budget of 1: the recipe's --epochs must not set the budget's --max-epochs
-    argv = ["helpers:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1", "--max-epochs", "1"]
+    argv = ["zoo:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1", "--max-epochs", "1"]
     assert budget.main(argv) == 1
     lines = capsys.readouterr().out.splitlines()
     assert [line.split()[1:] for line in lines if line.startswith("epochs ")] == [
@@ -102,9 +102,9 @@ def test_the_epoch_budget_is_its_own_figure_not_the_recipes_epochs(capsys):
 
 
 @pytest.mark.parametrize("argv, sentence", [
-    (["helpers:png_header_only"], "helpers:png_header_only is not a torch.nn.Module class (function)"),
+    (["inputs:png_header_only"], "inputs:png_header_only is not a torch.nn.Module class (function)"),
     (["torch.nn:Identity"], "gives (2, 1, 28, 28) for a batch of 2 digits: a digit classifier must give 10 scores"),
-    (["helpers:AssignmentNet", "--last", "0"], "The budget's last must be a number above 0, not 0"),
+    (["zoo:AssignmentNet", "--last", "0"], "The budget's last must be a number above 0, not 0"),
 ])
 def test_bad_input_gets_one_sentence_and_exit_2(argv, sentence, capsys):
     assert budget.main(argv) == 2
@@ -114,7 +114,7 @@ def test_bad_input_gets_one_sentence_and_exit_2(argv, sentence, capsys):
 
 def test_a_budget_number_that_is_not_a_number_names_its_option(capsys):
     with pytest.raises(SystemExit) as stopped:
-        budget.main(["helpers:AssignmentNet", "--target", "high"])
+        budget.main(["zoo:AssignmentNet", "--target", "high"])
     assert stopped.value.code == 2
     assert "'high' is not a number: give --target as one, such as 99.4" in capsys.readouterr().err
 
@@ -142,6 +142,6 @@ def test_budget_wants_exactly_one_network(argv, capsys):
 @pytest.mark.quick
 def test_budget_takes_the_network_as_every_command_does_with_network(capsys):
     """--network, as in every command, or alone as the first argument; a bad budget then stops both alike."""
-    for argv in (["--network", "helpers:AssignmentNet"], ["helpers:AssignmentNet"]):
+    for argv in (["--network", "zoo:AssignmentNet"], ["zoo:AssignmentNet"]):
         assert budget.main([*argv, "--seeds", "0"]) == 2, argv
         assert "The budget's seeds must be a number above 0, not 0" in capsys.readouterr().err, argv

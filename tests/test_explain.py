@@ -8,7 +8,7 @@ import explain
 import pictures
 from checkpoint import load_checkpoint
 import data
-import helpers
+import zoo
 import networks
 from helpers import ROOT
 from model import Net
@@ -49,7 +49,7 @@ def test_receptive_fields_of_net_come_from_its_layers():
 
 
 def test_the_last_convolution_is_the_one_before_global_pooling_not_a_1x1_classifier_after_it():
-    rows = explain.receptive_fields(helpers.AssignmentNet())
+    rows = explain.receptive_fields(zoo.AssignmentNet())
     assert [row["layer"] for row in rows if row["kind"] == "conv"][-1] == "classify"
     last = explain.last_convolution(rows)
     assert (last["layer"], last["shape"], last["rf"]) == ("features.5.0", (12, 11, 11), (14, 14))
@@ -126,7 +126,7 @@ def reached(model):
     return found
 
 
-ARCHITECTURES = {"model:Net": Net, **helpers.OTHER_NETWORKS}
+ARCHITECTURES = {"model:Net": Net, **zoo.OTHER_NETWORKS}
 
 
 @pytest.mark.parametrize("network", ARCHITECTURES)

@@ -12,7 +12,8 @@ pytest.importorskip("onnxscript", reason="the export's packages are not installe
 import export  # noqa: E402
 import networks  # noqa: E402
 import predict  # noqa: E402
-from helpers import OTHER_NETWORKS, ROOT, help_words  # noqa: E402
+from helpers import ROOT, help_words  # noqa: E402
+from zoo import OTHER_NETWORKS  # noqa: E402
 
 PAGE_MODEL = os.path.join(ROOT, "web", "s5_net.onnx")
 

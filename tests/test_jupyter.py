@@ -11,7 +11,8 @@ import time
 import nbformat
 import pytest
 
-from helpers import CHROMIUM, copy_of_repository, free_port
+from browser import CHROMIUM
+from helpers import copy_of_repository, free_port
 
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed: pip install -r requirements/dev.txt")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")

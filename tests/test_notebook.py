@@ -8,7 +8,8 @@ import papermill
 import pytest
 
 from checkpoint import read_record
-from helpers import BAR, DATA_DIR, FINAL, ROOT, check_executed, outputs_of, outputs_text
+from helpers import DATA_DIR, ROOT
+from notebooks import BAR, FINAL, check_executed, outputs_of, outputs_text
 
 NOTEBOOK = os.path.join(ROOT, "S5.ipynb")
 ORIGINAL_CELLS = os.path.join(ROOT, "tests", "original_cells.md")

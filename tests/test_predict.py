@@ -11,7 +11,9 @@ from PIL import Image
 
 import predict
 from checkpoint import load_checkpoint, save_checkpoint
-from helpers import ROOT, help_words, net_with_zero_weights, user_image
+from helpers import ROOT, help_words
+from inputs import user_image
+from zoo import net_with_zero_weights
 from data import MNIST_MEAN, MNIST_STD
 from fast import DeviceLoader
 from model import Net
@@ -283,7 +285,7 @@ def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path, run_cli):
 @pytest.mark.quick
 def test_an_image_between_pil_s_two_size_limits_is_refused_as_too_large(tmp_path):
     """PIL only warns from MAX_IMAGE_PIXELS up to twice that; such an image is refused all the same."""
-    from helpers import png_header_only
+    from inputs import png_header_only
     side = int((1.5 * Image.MAX_IMAGE_PIXELS) ** 0.5)
     path = tmp_path / "large.png"
     png_header_only(path, side, side)

@@ -9,7 +9,8 @@ import pytest
 
 import quicklook
 from checkpoint import read_record
-from helpers import check_executed, copy_of_repository, digest
+from helpers import copy_of_repository, digest
+from notebooks import check_executed
 
 QUICK_LOOK = re.compile(r"^Quick look: 1 epoch of model:Net on the fast path \((bf16|fp32)\) trained in \d+ s; test accuracy "
                         r"(\d+\.\d\d)% \(as expected\)\. The log and the plots: S5\.out\.ipynb$")

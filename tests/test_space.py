@@ -7,7 +7,8 @@ import sys
 
 import pytest
 
-from helpers import ROOT, free_port, user_image, wait_for_port
+from helpers import ROOT, free_port, wait_for_port
+from inputs import user_image
 
 @pytest.mark.quick
 def test_the_space_settings_name_the_gradio_it_requires():

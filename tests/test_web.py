@@ -14,7 +14,10 @@ import pytest
 from PIL import Image, ImageDraw
 
 import predict
-from helpers import CHROMIUM, ROOT, STROKES, ResidualNet, free_port, user_image, wait_for_port
+from browser import CHROMIUM, STROKES
+from helpers import ROOT, free_port, wait_for_port
+from inputs import user_image
+from zoo import ResidualNet
 
 pytest.importorskip("playwright", reason="Playwright is not installed: pip install -r requirements/dev.txt")
 WEB = os.path.join(ROOT, "web")
