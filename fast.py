@@ -225,10 +225,11 @@ class CudaGraphSteps:  # pragma: no mutate block (CUDA only: its tests skip on a
     """The training steps of an epoch on CUDA, each one replay of a captured CUDA graph of `step` (a Step).
 
     Run eagerly, a step launches about a hundred small kernels from Python, and the GPU waits for the launches;
-    a replay launches them at once. The graph holds the whole step: gathering the batch from the device-resident
-    images at the indices copied into `self.indices`, `augment` (the generator's offset advances at every replay,
-    so every replay draws fresh angles and crops), and the Step, built without autocast's weight cache and with
-    an optimizer whose learning rate is a device tensor (Recipe.make_optimizer(..., lr_tensor=True)).
+    a replay launches them at once (on an H200, 1.81 ms a step against 4.5 ms eagerly, docs/fast-path.md). The
+    graph holds the whole step: gathering the batch from the device-resident images at the indices copied into
+    `self.indices`, `augment` (the generator's offset advances at every replay, so every replay draws fresh angles
+    and crops), and the Step, built without autocast's weight cache and with an optimizer whose learning rate is a
+    device tensor (Recipe.make_optimizer(..., lr_tensor=True)).
 
     Iterate it for the epoch's index batches and call it on each, as utils.train does with a step. The first
     `warmup` steps run eagerly on real batches (CUDA graphs need the lazy set-up, momentum buffers included,
