@@ -37,6 +37,28 @@ def load_failure(error):
     return lines[0] if lines and lines[0] else type(error).__name__
 
 
+def fit_failure(error, few=3):
+    """What load_state_dict's error says is wrong, in one line: its missing and unexpected keys, a few of each,
+    and its size mismatches, a few of them, without PyTorch's header line."""
+    parts, mismatches = [], []
+    for line in str(error).splitlines()[1:]:
+        line = line.strip().rstrip(". ")
+        kind, _, keys = line.partition(" in state_dict: ")
+        if keys:
+            names = [key.strip() for key in keys.split(",")]
+            more = f" and {len(names) - few} more" if len(names) > few else ""
+            parts.append(f"{kind.lower()} {', '.join(names[:few])}{more}")
+        elif line:
+            mismatches.append(line)
+    parts += mismatches[:few] + ([f"{len(mismatches) - few} more size mismatches"] if len(mismatches) > few else [])
+    return "; ".join(parts) or first_line(error) or type(error).__name__
+
+
+def first_line(error):
+    """An exception's message, its first line only ('' when it has none)."""
+    return (str(error).strip().splitlines() or [""])[0]
+
+
 def write_atomically(path, write):
     """Calls write(f) on a temporary file beside `path`, then renames it onto `path`: a crash or an error
     midway leaves the previous file whole and no half-written one. The file gets the umask's permissions."""
@@ -100,8 +122,8 @@ def load_checkpoint(path, model=None, optimizer=None, scheduler=None, map_locati
             model.load_state_dict(state["model"])
         except (RuntimeError, KeyError, TypeError, AttributeError) as e:
             raise CheckpointError(
-                f"{path} does not fit {type(model).__name__}: {str(e).strip().splitlines()[0]}. "
-                "It was saved from another network; use weights trained for this one.") from None
+                f"{path} does not fit {type(model).__name__} ({fit_failure(e)}): it was saved from another network; "
+                "use weights trained for this one") from None
     if scaler is not None and "scaler" in state:
         scaler.load_state_dict(state["scaler"])
     for name, target in (("optimizer", optimizer), ("scheduler", scheduler)):

@@ -4,15 +4,18 @@ built, checked, loaded with its weights, watched through a real forward pass, an
 The user names the class; a checkpoint's record only checks it. Nothing is imported because a file names it."""
 import copy
 import importlib
+import inspect
 import os
 import sys
+import sysconfig
+import traceback
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from checkpoint import CheckpointError, load_checkpoint
+from checkpoint import CheckpointError, first_line, fit_failure, load_checkpoint
 
 DEFAULT = "model:Net"
 INPUT_SHAPE = (1, 28, 28)
@@ -24,10 +27,27 @@ class NetworkError(ValueError):
     """A network that cannot be named, built or used as a digit classifier; the message says why and what to do."""
 
 
+# Where Python's own library and the installed packages live: an error raised there is reported at the line of the
+# user's code that called into them.
+LIBRARIES = tuple({os.path.realpath(sysconfig.get_paths()[key]) for key in ("stdlib", "purelib", "platlib")})
+
+
+def where(error):
+    """'file, line N' of the deepest line of `error`'s traceback that is not in Python's library or a package:
+    the line of the user's own code that failed."""
+    own = [frame for frame in traceback.extract_tb(error.__traceback__)
+           if not os.path.realpath(frame.filename).startswith(LIBRARIES) and not frame.filename.startswith("<")]
+    return f"{os.path.basename(own[-1].filename)}, line {own[-1].lineno}" if own else "an unknown line"
+
+
 def network_class(spec):
     """The nn.Module subclass that `spec` ('module:Class') names. The module is looked for in the working folder
-    first (a file next to the notebook), then where Python looks."""
+    first (a file next to the notebook), then where Python looks. A module that cannot be imported is named in one
+    sentence with its file and line."""
     module_name, _, class_name = str(spec).partition(":")
+    if module_name.endswith(".py"):
+        raise NetworkError(f"{spec} names the file {module_name}: name its module without .py, "
+                           f"{module_name[:-3]}:{class_name}")
     if not module_name or not class_name.isidentifier():
         raise NetworkError(f"{spec!r} does not name a network: write module:Class, for example {DEFAULT} or "
                            "my_nets:Net6 for class Net6 in my_nets.py")
@@ -37,9 +57,16 @@ def network_class(spec):
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:
         if e.name != module_name.split(".")[0]:
-            raise
+            raise NetworkError(f"{module_name} imports {e.name}, which this Python does not have ({where(e)}): "
+                               f"install it, or import something else") from None
         raise NetworkError(f"No module {module_name!r} for the network {spec}: put {module_name}.py in the folder "
                            "you run from, or name another module:Class") from None
+    except SyntaxError as e:
+        raise NetworkError(f"{os.path.basename(e.filename or module_name)}, line {e.lineno}: "
+                           f"{type(e).__name__}: {e.msg}; fix it and run again") from None
+    except Exception as e:  # the user's module ran and failed: where, and how
+        raise NetworkError(f"Importing {module_name} failed at {where(e)}: {type(e).__name__}: {first_line(e)}"
+                           ) from None
     cls = getattr(module, class_name, None)
     if cls is None:
         raise NetworkError(f"{module_name} has no class {class_name!r}: name one of its classes as {module_name}:Class")
@@ -65,10 +92,9 @@ def check_classifier(model):
     try:
         with torch.no_grad():
             output = model.eval()(torch.zeros(2, *INPUT_SHAPE, device=device))
-    except Exception as e:  # a network that cannot even read a digit: say so, with its own words
+    except Exception as e:  # a network that cannot even read a digit: say so, with its own words and its line
         raise NetworkError(f"{name_of(model)} cannot read a batch of shape (N, 1, 28, 28): "
-                           f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-                           ) from None
+                           f"{type(e).__name__}: {first_line(e)} ({where(e)})") from None
     finally:
         model.train(was_training)
     if not isinstance(output, torch.Tensor) or tuple(output.shape) != (2, CLASSES):
@@ -82,9 +108,13 @@ def build(spec=DEFAULT):
     """A fresh instance of the network `spec` names, checked to be a digit classifier."""
     cls = network_class(spec)
     try:
-        model = cls()
+        inspect.signature(cls).bind()
     except TypeError as e:
         raise NetworkError(f"{spec} cannot be built without arguments ({e}): give its __init__ defaults") from None
+    try:
+        model = cls()
+    except Exception as e:  # the user's __init__ failed: where, and how
+        raise NetworkError(f"Building {spec} failed at {where(e)}: {type(e).__name__}: {first_line(e)}") from None
     return check_classifier(model)
 
 
@@ -106,9 +136,9 @@ def load(spec=DEFAULT, checkpoint=None):
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError, AttributeError) as e:
-        raise NetworkError(f"{checkpoint} does not fit {spec}: {str(e).strip().splitlines()[0]}. It was saved from "
-                           "another network: name that one with --network, or give weights trained for "
-                           f"{spec} with --checkpoint") from None
+        raise NetworkError(f"{checkpoint} does not fit {spec} ({fit_failure(e)}): it was saved from another network: "
+                           f"name that one with --network, or give weights trained for {spec} with --checkpoint"
+                           ) from None
     return model.eval()
 
 

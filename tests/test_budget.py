@@ -105,11 +105,15 @@ def test_the_epoch_budget_is_its_own_figure_not_the_recipes_epochs(capsys):
     (["inputs:png_header_only"], "inputs:png_header_only is not a torch.nn.Module class (function)"),
     (["torch.nn:Identity"], "gives (2, 1, 28, 28) for a batch of 2 digits: a digit classifier must give 10 scores"),
     (["zoo:AssignmentNet", "--last", "0"], "The budget's last must be a number above 0, not 0"),
+    (["zoo:AssignmentNet", "--epochs", "2"], "2 epochs cannot show 3 last epochs: train at least 3 (--epochs), or "
+                                             "read fewer (--last 2)"),
 ])
 def test_bad_input_gets_one_sentence_and_exit_2(argv, sentence, capsys):
     assert budget.main(argv) == 2
     error = capsys.readouterr().err.strip()
-    assert len(error.splitlines()) == 1 and sentence in error and error.startswith("budget.py: ")
+    assert len(error.splitlines()) == 1, error
+    assert error.startswith("budget.py: "), error
+    assert sentence in error, error
 
 
 def test_a_budget_number_that_is_not_a_number_names_its_option(capsys):

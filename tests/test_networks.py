@@ -1,0 +1,120 @@
+"""A student's own file of networks, broken in the ways first files break: each gets one sentence that names the
+file, the line and what went wrong, never a traceback."""
+import textwrap
+
+import pytest
+
+import budget
+import networks
+
+GOOD_HEAD = """
+import torch
+import torch.nn as nn
+
+
+class Net(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 8, 3)
+        self.fc = nn.Linear(8 * 26 * 26, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).flatten(1))
+"""
+
+
+@pytest.fixture
+def student_file(tmp_path, monkeypatch):
+    """Writes a module of the student's into the folder the command runs from; returns its name."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    def write(name, source):
+        (tmp_path / f"{name}.py").write_text(textwrap.dedent(source))
+        return name
+    return write
+
+
+def sentence(spec):
+    with pytest.raises(networks.NetworkError) as error:
+        networks.build(spec)
+    message = str(error.value)
+    assert "\n" not in message, "one line"
+    return message
+
+
+@pytest.mark.quick
+def test_a_file_name_given_for_the_module_is_named_with_the_fix():
+    assert sentence("my_s7.py:Net7") == "my_s7.py:Net7 names the file my_s7.py: name its module without .py, my_s7:Net7"
+
+
+@pytest.mark.quick
+def test_a_syntax_error_names_the_file_and_the_line(student_file):
+    name = student_file("nets_syntax", GOOD_HEAD + "\n\nclass Net2(nn.Module)\n    pass\n")
+    assert sentence(f"{name}:Net") == "nets_syntax.py, line 16: SyntaxError: expected ':'; fix it and run again"
+
+
+@pytest.mark.quick
+def test_a_missing_package_imported_by_the_file_is_named_with_its_line(student_file):
+    name = student_file("nets_import", "import torch\nimport not_a_package_anywhere\n" + GOOD_HEAD)
+    assert sentence(f"{name}:Net") == ("nets_import imports not_a_package_anywhere, which this Python does not have "
+                                       "(nets_import.py, line 2): install it, or import something else")
+
+
+@pytest.mark.quick
+def test_an_error_while_the_file_runs_names_the_line(student_file):
+    name = student_file("nets_runs", GOOD_HEAD + "\nscale = 1 / 0\n")
+    assert sentence(f"{name}:Net") == ("Importing nets_runs failed at nets_runs.py, line 15: ZeroDivisionError: "
+                                       "division by zero")
+
+
+@pytest.mark.quick
+def test_an_error_in_the_constructor_names_the_line(student_file):
+    """A public file's slip: super(Net, self) inside class Net_2, where no Net is defined."""
+    name = student_file("nets_init", """
+        import torch.nn as nn
+
+
+        class Net_2(nn.Module):
+            def __init__(self):
+                super(Net, self).__init__()
+        """)
+    assert sentence(f"{name}:Net_2") == ("Building nets_init:Net_2 failed at nets_init.py, line 7: NameError: name "
+                                         "'Net' is not defined")
+
+
+@pytest.mark.quick
+def test_a_constructor_that_wants_arguments_asks_for_defaults(student_file):
+    name = student_file("nets_args", "import torch.nn as nn\n\n\nclass Wide(nn.Module):\n"
+                                     "    def __init__(self, channels):\n        super().__init__()\n")
+    assert sentence(f"{name}:Wide").startswith("nets_args:Wide cannot be built without arguments (")
+
+
+@pytest.mark.quick
+def test_an_error_in_forward_names_the_line_of_the_students_code_not_pytorchs(student_file):
+    name = student_file("nets_forward", GOOD_HEAD.replace("8 * 26 * 26", "100"))
+    message = sentence(f"{name}:Net")
+    assert message.startswith("nets_forward:Net cannot read a batch of shape (N, 1, 28, 28): RuntimeError: "), message
+    assert message.endswith("(nets_forward.py, line 13)"), "the line of the student's forward that called PyTorch"
+
+
+@pytest.mark.quick
+def test_budget_says_a_broken_file_in_one_sentence_with_its_documented_exit_code(student_file, capsys):
+    name = student_file("nets_budget", GOOD_HEAD + "\n\nclass Net2(nn.Module)\n    pass\n")
+    assert budget.main([f"{name}:Net"]) == 2, "bad input: exit 2, as the help says"
+    error = capsys.readouterr().err.strip()
+    assert error == "budget.py: nets_budget.py, line 16: SyntaxError: expected ':'; fix it and run again"
+
+
+@pytest.mark.quick
+def test_weights_that_do_not_fit_name_a_few_missing_and_unexpected_keys(tmp_path):
+    import torch
+    from zoo import ResidualNet
+    torch.save(ResidualNet().state_dict(), tmp_path / "residual.pt")
+    with pytest.raises(networks.NetworkError) as error:
+        networks.load("model:Net", str(tmp_path / "residual.pt"))
+    assert str(error.value) == (
+        f"{tmp_path / 'residual.pt'} does not fit model:Net (missing key(s) \"conv1.weight\", \"conv1.bias\", "
+        "\"conv2.weight\" and 9 more; unexpected key(s) \"stem.weight\", \"stem.bias\", \"a1.weight\" and 11 more): "
+        "it was saved from another network: name that one with --network, or give weights trained for model:Net "
+        "with --checkpoint")
