@@ -10,7 +10,8 @@ The file takes a float32 batch "pixels" of shape (N, 1, 28, 28): grey levels in 
 normalization being inside the graph, so that whoever runs it needs no constants. It gives "scores" of shape
 (N, 10), whatever the network gives (Net: log-probabilities; a softmax turns either into probabilities). The
 weights are inside it (no separate .data file), so a web page loads one file. Written to a temporary file and
-renamed, so a failed export leaves nothing half-written."""
+renamed, so a failed export leaves nothing half-written. Exit status 0 when the file is written (with --check, and
+every answer agrees), else 1, with one sentence saying why; --check reads MNIST before it writes anything."""
 import argparse
 import os
 import sys
@@ -84,11 +85,18 @@ def main(argv=None):
         print(f"export.py: {args.output} is a folder or lies in a folder that does not exist: name a file "
               "in an existing folder with --output", file=sys.stderr)
         return 1
+    if args.check:
+        from data import MNISTUnavailable
+        try:  # before writing: a check that cannot run leaves no file behind to be mistaken for a checked one
+            pixels = mnist_test_pixels()
+        except MNISTUnavailable as e:
+            print(f"export.py: --check needs the MNIST test images: {e}", file=sys.stderr)
+            return 1
     export_onnx(model, args.output)
     print(f"wrote {args.output} ({os.path.getsize(args.output):,} bytes) of {args.network} from "
           f"{args.checkpoint or networks.DEFAULT_WEIGHTS}")
     if args.check:
-        agree, count, largest = parity(args.output, model, mnist_test_pixels())
+        agree, count, largest = parity(args.output, model, pixels)
         print(f"onnxruntime and PyTorch give the same answer on {agree} of {count} MNIST test images; "
               f"largest difference of any score {largest:.1e}")
         return 0 if agree == count else 1

@@ -109,3 +109,17 @@ def test_a_failed_export_leaves_the_old_file_whole(tmp_path):
     with pytest.raises(Exception):
         export.export_onnx(torch.nn.Conv2d(3, 1, 3), str(output))  # a network that cannot take a digit
     assert output.read_bytes() == b"the previous export" and os.listdir(tmp_path) == ["net.onnx"]
+
+
+@pytest.mark.quick
+def test_a_check_without_mnist_says_so_in_one_sentence_and_writes_no_file(tmp_path, capsys, monkeypatch):
+    closed = "http://127.0.0.1:9"  # a proxy on a closed local port: the download fails at once, as offline
+    for variable in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(variable, closed)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "data"))
+    output = tmp_path / "net.onnx"
+    assert export.main(["--check", "--output", str(output)]) == 1
+    error = capsys.readouterr().err
+    assert len(error.strip().splitlines()) == 1, error
+    assert error.startswith("export.py: --check needs the MNIST test images: MNIST is not in "), error
+    assert not output.exists(), "no file that looks checked"
