@@ -202,7 +202,7 @@ def make_demo(model):  # pragma: no mutate block
             for layer in layers:  # the caption above the picture: a label would cover its first maps
                 height, width = fields[layer]["shape"][1:]
                 gr.Markdown(f"**{layer}**: {fields[layer]['shape'][0]} maps of {height}x{width}; each unit sees "
-                            f"{explain.size_text(fields[layer]['rf'])} input pixels")
+                            f"{explain.field_text(fields[layer]['rf'])} input pixels")
                 grids.append(gr.Image(show_label=False, type="numpy", interactive=False, format="png",
                                       elem_id=f"inside-{len(grids) + 1}"))
             with gr.Row():

@@ -19,7 +19,7 @@ import time
 import torch
 
 import networks
-from explain import size_text, last_convolution, receptive_fields
+from explain import field_text, last_convolution, receptive_fields
 from training import Recipe, add_recipe_options, evaluate, recipe_from_args, train
 
 
@@ -80,7 +80,7 @@ def verdict(model, network, recipe, budget, runs):
               "holds" if recipe.epochs <= budget.epochs else "falls short"),
              ("uses", ", ".join(f"{kind}: {'yes' if yes else 'no'}" for kind, yes in used.items()), ""),
              ("receptive field", "no convolution" if last_conv is None else
-              f"{size_text(last_conv['rf'])} at its last convolution, {last_conv['layer']}", ""),
+              f"{field_text(last_conv['rf'])} at its last convolution, {last_conv['layer']}", ""),
              ("recipe", ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(recipe).items()), "")]
     for run in runs:
         accuracies = run["test_acc"]

@@ -216,17 +216,36 @@ def size_text(pair):
     return "?" if pair is None else f"{pair[0]}x{pair[1]}"
 
 
+def field_text(rf):
+    """A receptive field as the tables and the Inside view write it, clipped to the image: '18x18', or 'all 28x28'
+    where the textbook figure reaches past the image's edges on both sides, as it does for global pooling over
+    padded maps (a unit reads no pixels beyond the image)."""
+    if rf is None:
+        return "?"
+    image = tuple(networks.INPUT_SHAPE[1:])
+    clipped = tuple(min(side, limit) for side, limit in zip(rf, image))
+    if clipped == image and clipped != tuple(rf):
+        return f"all {size_text(image)}"
+    return size_text(clipped)
+
+
 def receptive_field_table(model):
-    """receptive_fields as a printable table, one row per layer, like torchsummary's."""
+    """receptive_fields as a printable table, one row per layer, like torchsummary's; a field that reaches past
+    the image is clipped to it (field_text), with its textbook figure said below the table."""
     rows = receptive_fields(model)
     width = max([len(row["layer"]) for row in rows] + [5]) + 2
     lines = [f"{'layer':<{width}}{'kind':<8}{'output':>14}{'receptive field':>17}{'jump':>7}{'params':>10}"]
     for row in rows:
         shape = "x".join(map(str, row["shape"]))
         jump = "-" if row["rf"] is not None and row["jump"] is None else size_text(row["jump"])
-        lines.append(f"{row['layer']:<{width}}{row['kind']:<8}{shape:>14}{size_text(row['rf']):>17}{jump:>7}"
+        lines.append(f"{row['layer']:<{width}}{row['kind']:<8}{shape:>14}{field_text(row['rf']):>17}{jump:>7}"
                      f"{row['params']:>10,}")
     lines.append(f"total parameters: {networks.parameter_count(model):,}")
+    beyond = [row for row in rows if row["rf"] is not None and field_text(row["rf"]) != size_text(row["rf"])]
+    if beyond:
+        lines.append(f"clipped to the {size_text(networks.INPUT_SHAPE[1:])} image: the textbook field of "
+                     f"{beyond[0]['layer']} is {size_text(beyond[0]['rf'])}, reaching past the image's edges, "
+                     "where there are no pixels to read")
     return "\n".join(lines)
 
 
@@ -349,7 +368,7 @@ def plot_feature_maps(model, image, layers=None):
     for ax, layer in zip(axes[:, 0], layers):
         ax.imshow(feature_map_grid(maps[layer][0])[0])
         ax.set_title(f"{layer}: {size_text(rows[layer]['shape'][1:])} maps, the 8 most active of {maps[layer].shape[1]}; "
-                     f"each unit sees {size_text(rows[layer]['rf'])} input pixels", fontsize=10)
+                     f"each unit sees {field_text(rows[layer]['rf'])} input pixels", fontsize=10)
         ax.axis("off")
     fig.tight_layout()
     return fig

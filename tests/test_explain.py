@@ -300,3 +300,25 @@ def test_the_faithfulness_table_has_a_row_per_method_from_its_own_deletion_test(
     for method, left, random_left, seconds in rows:
         expected = explain.deletion_test(shipped, images, labels, explain.attribution(shipped, images, labels, method))
         assert (left, random_left) == pytest.approx(expected) and seconds > 0
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("rf, text", [((14, 14), "14x14"), ((28, 28), "28x28"), ((34, 34), "all 28x28"),
+                                      ((34, 20), "28x20"), (None, "?")])
+def test_a_field_is_written_clipped_to_the_image(rf, text):
+    assert explain.field_text(rf) == text
+
+
+@pytest.mark.quick
+def test_a_field_past_the_image_reads_as_all_of_it_and_its_textbook_figure_is_said_below_the_table():
+    """ResidualNet's mean over every position of padded maps: a textbook field of 37x37 on a 28x28 digit."""
+    table = explain.receptive_field_table(zoo.ResidualNet()).splitlines()
+    pooled = next(line for line in table if line.startswith("pool1 "))
+    assert "all 28x28" in pooled and "37x37" not in pooled, pooled
+    assert table[-1] == ("clipped to the 28x28 image: the textbook field of pool1 is 37x37, reaching past the "
+                         "image's edges, where there are no pixels to read")
+
+
+@pytest.mark.quick
+def test_fields_inside_the_image_get_no_note():
+    assert explain.receptive_field_table(Net()).splitlines()[-1].startswith("total parameters: ")
