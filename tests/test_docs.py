@@ -96,3 +96,14 @@ def test_the_readme_names_every_environment_variable_the_code_reads():
     table = "\n".join(line for line in readme().splitlines() if line.startswith("| `"))
     missing = [name for name in environment_variables_read() if f"`{name}`" not in table]
     assert missing == []
+
+
+def test_the_sharing_page_names_the_onnx_files_real_input_and_output():
+    """The names export.py gives the file's input and output, which the page and a visitor's own code use."""
+    with open(os.path.join(ROOT, "export.py")) as f:
+        names = re.search(r'^INPUT, OUTPUT = "(\w+)", "(\w+)"$', f.read(), re.M)
+    assert names, "export.py names the file's input and output in one line"
+    with open(os.path.join(ROOT, "docs", "sharing.md")) as f:
+        page = f.read()
+    for role, name in zip(("input", "output"), names.groups()):
+        assert f"`{name}`" in page, f"docs/sharing.md does not name the file's {role}, {name}"
