@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import statistics
+import socket
 import subprocess
 import sys
 import time
@@ -86,6 +87,27 @@ def running_app():
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+@pytest.mark.server
+def test_the_app_serves_on_its_default_address_and_port():
+    """No GRADIO_SERVER_NAME or GRADIO_SERVER_PORT: loopback and Gradio's 7860, as the README's table says."""
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", 7860)) == 0:
+            pytest.skip("something else listens on port 7860 here")
+    env = {key: value for key, value in os.environ.items() if key not in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT")}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, env=env)
+    try:
+        assert process.stdout.readline().strip() == "S5 digit demo on http://127.0.0.1:7860 (Ctrl+C stops it)"
+        wait_for_port(7860, process, 120)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @pytest.mark.server

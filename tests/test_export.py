@@ -123,3 +123,11 @@ def test_a_check_without_mnist_says_so_in_one_sentence_and_writes_no_file(tmp_pa
     assert len(error.strip().splitlines()) == 1, error
     assert error.startswith("export.py: --check needs the MNIST test images: MNIST is not in "), error
     assert not output.exists(), "no file that looks checked"
+
+
+@pytest.mark.quick
+def test_a_folder_named_as_the_output_gets_one_sentence(tmp_path, capsys):
+    assert export.main(["--output", str(tmp_path)]) == 1
+    assert capsys.readouterr().err == (f"export.py: {tmp_path} is a folder or lies in a folder that does not exist: "
+                                       "name a file in an existing folder with --output\n")
+    assert os.listdir(tmp_path) == [], "nothing written"

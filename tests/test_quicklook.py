@@ -73,3 +73,24 @@ def test_the_closing_line_says_the_precision_the_time_the_accuracy_and_the_verdi
     assert quicklook.closing_line(own) == ("Quick look: 1 epoch of small:SmallNet on the fast path (bf16) trained in "
                                            "22 s; test accuracy 60.67%. The log and the plots: S5.out.ipynb")
     assert quicklook.meets_expectation(own)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("network, accuracy, code", [("model:Net", 89.99, 1), ("model:Net", 94.39, 0),
+                                                     ("zoo:AssignmentNet", 60.0, 0)])
+def test_the_exit_status_follows_the_verdict(tmp_path, monkeypatch, capsys, network, accuracy, code):
+    """The run's record as the notebook leaves it, with the accuracy given; Net's first epoch below 90% fails the
+    command, another network's has no floor to fail."""
+    import networks
+    from checkpoint import save_record
+    from training import Recipe
+
+    def run(parameters):  # what the notebook leaves behind, written where the command reads it
+        save_record(os.path.join(tmp_path, parameters["weights_path"]), networks.build(network),
+                    {"test_acc": [accuracy]}, network=network, recipe=Recipe(epochs=1), seed=1, fast=True,
+                    precision="fp32", cuda_graph=False, train_seconds=1.0)
+    monkeypatch.setattr(quicklook, "run_notebook", run)
+    monkeypatch.setattr(quicklook, "HERE", str(tmp_path))
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # main adds its folder; put back after
+    assert quicklook.main(["--network", network]) == code
+    assert f"test accuracy {accuracy:.2f}%" in capsys.readouterr().out
