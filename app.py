@@ -3,7 +3,7 @@
     pip install -r requirements/app.txt
     python app.py                          # http://127.0.0.1:7860 (GRADIO_SERVER_NAME/PORT: another address)
     python app.py --checkpoint my_s5_net.pt   # other weights than the shipped s5_net.pt
-    python app.py --network small:SmallNet --checkpoint my_small.pt   # another network (module:Class)
+    python app.py --checkpoint my_small.pt   # another network's run: its record names the class
 
 Draw with the mouse or a finger: each finished stroke is read the way predict.py reads an image file
 (cropped to the ink, fitted into 20x20, centred by centre of mass in 28x28, as MNIST was made), and the

@@ -132,7 +132,7 @@ def budget_number(option, kind):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("network_named", metavar="network", nargs="?", help="the network, as module:Class (or --network)")
-    networks.add_network_option(parser, default=None)
+    networks.add_network_option(parser, None, None)
     for name, (option, kind, text) in OPTIONS.items():
         parser.add_argument(option, dest=f"budget_{name}", type=budget_number(option, kind),  # --epochs is the recipe's
                             default=getattr(Budget, name),

@@ -419,7 +419,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:  # the table needs no weights; the deletion test does
         model = (networks.load(args.network, args.checkpoint) if args.faithfulness or args.checkpoint
-                 else networks.build(args.network))
+                 else networks.build(args.network or networks.DEFAULT))
     except networks.NetworkError as e:
         print(f"explain.py: {e}", file=sys.stderr)
         return 1

@@ -3,7 +3,7 @@
     pip install -r requirements/export.txt
     python export.py                                    # s5_net.pt -> my_s5_net.onnx
     python export.py --checkpoint my_s5_net.pt --output web/s5_net.onnx   # the page's file: name it to replace it
-    python export.py --network my_nets:Net6 --checkpoint my_net6.pt      # your own network
+    python export.py --checkpoint my_net6.pt      # your own network's run: its record names the class
     python export.py --check                            # also compare with PyTorch on the 10,000 MNIST test images
 
 The file takes a float32 batch "pixels" of shape (N, 1, 28, 28): grey levels in [0, 1], white ink on black, the
@@ -93,7 +93,7 @@ def main(argv=None):
             print(f"export.py: --check needs the MNIST test images: {e}", file=sys.stderr)
             return 1
     export_onnx(model, args.output)
-    print(f"wrote {args.output} ({os.path.getsize(args.output):,} bytes) of {args.network} from "
+    print(f"wrote {args.output} ({os.path.getsize(args.output):,} bytes) of {networks.name_of(model)} from "
           f"{args.checkpoint or networks.DEFAULT_WEIGHTS}")
     if args.check:
         agree, count, largest = parity(args.output, model, pixels)

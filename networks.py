@@ -1,7 +1,8 @@
 """Any classifier of 1x28x28 digits into 10 classes, named one way everywhere: `module:Class` (model:Net by default),
 built, checked, loaded with its weights, watched through a real forward pass, and summarized.
 
-The user names the class; a checkpoint's record only checks it. Nothing is imported because a file names it."""
+The user names the class, or a run's record names it; a record's class is imported only from the folder the user
+runs from or from this project's own modules, never from elsewhere on Python's path."""
 import copy
 import importlib
 import inspect
@@ -118,11 +119,19 @@ def build(spec=DEFAULT):
     return check_classifier(model)
 
 
-def load(spec=DEFAULT, checkpoint=None):
+def importable_from_here(spec):
+    """Whether the module of `spec` is a file in the folder the command runs from or among this project's own, the
+    only places a class named by a weights file's record is imported from (a record is data, not a program)."""
+    path = os.path.join(*spec.partition(":")[0].split(".")) + ".py"
+    return any(os.path.isfile(os.path.join(folder, path)) for folder in (os.getcwd(), os.path.dirname(DEFAULT_WEIGHTS)))
+
+
+def load(spec=None, checkpoint=None):
     """The network `spec` names with the weights of `checkpoint` (default: the shipped s5_net.pt), in eval mode
-    on the CPU. A record that names another class is refused in one sentence naming both."""
+    on the CPU. spec None: the class the weights' record names (the shipped weights are model:Net's; bare weights
+    without a record, model:Net), imported only from where importable_from_here allows. A record that names another
+    class than `spec` is refused in one sentence naming both."""
     checkpoint = checkpoint or DEFAULT_WEIGHTS
-    model = build(spec)
     try:
         state = load_checkpoint(checkpoint)
     except CheckpointError as e:
@@ -130,9 +139,16 @@ def load(spec=DEFAULT, checkpoint=None):
     recorded = state.get("network")
     if recorded is None and os.path.abspath(checkpoint) == DEFAULT_WEIGHTS:
         recorded = DEFAULT  # the shipped weights are model:Net's
-    if recorded is not None and recorded != spec:
+    if spec is None:
+        spec = recorded or DEFAULT
+        if not importable_from_here(spec):
+            raise NetworkError(f"{checkpoint} records the network {spec}, whose module is neither in the folder you "
+                               "run from nor among this project's: run from the folder that holds it, or name the "
+                               "class with --network")
+    elif recorded is not None and recorded != spec:
         raise NetworkError(f"{checkpoint} holds weights of {recorded}, not of {spec}: name its class with "
                            f"--network {recorded}, or give weights trained for {spec} with --checkpoint")
+    model = build(spec)
     try:
         model.load_state_dict(state["model"])
     except (RuntimeError, KeyError, TypeError, AttributeError) as e:
@@ -142,31 +158,35 @@ def load(spec=DEFAULT, checkpoint=None):
     return model.eval()
 
 
-def add_network_option(parser, default=DEFAULT):
-    """--network, the one option with which every command is told a network."""
+def add_network_option(parser, default=DEFAULT, default_text="%(default)s"):
+    """--network, the one option with which every command is told a network; default_text says its default in the
+    help (None: nothing)."""
     parser.add_argument("--network", default=default,
-                        help="the network, as module:Class" + (" (default: %(default)s)" if default else ""))
+                        help="the network, as module:Class" + (f" (default: {default_text})" if default_text else ""))
 
 
-def add_options(parser, default_checkpoint=True):
-    """The options every command that reads a network's weights shares: --network and --checkpoint."""
-    add_network_option(parser)
+def add_options(parser):
+    """The options every command that reads a network's weights shares: --checkpoint and --network, whose default
+    is the class the weights' record names."""
     parser.add_argument("--checkpoint", default=None,
-                        help="its weights (default: the shipped s5_net.pt, which are model:Net's)"
-                        if default_checkpoint else "its weights")
+                        help="its weights, a run's record or bare weights (default: the shipped s5_net.pt)")
+    add_network_option(parser, None, f"the one the weights' record names, else {DEFAULT}")
 
 
 def from_command_line(parser, argv, program):
-    """The commands' shared start (predict.py, app.py, export.py, explain.py): adds --network and --checkpoint,
-    parses `argv`, and loads those weights into that network. Returns (args, model); when they cannot be read
-    it prints the one sentence, after `program`, and the model is None."""
+    """The commands' shared start (predict.py, app.py, export.py, explain.py): adds --checkpoint and --network,
+    parses `argv`, and loads those weights into that network, saying on stderr which class a record named. Returns
+    (args, model); when they cannot be read it prints the one sentence, after `program`, and the model is None."""
     add_options(parser)
     args = parser.parse_args(argv)
     try:
-        return args, load(args.network, args.checkpoint)
+        model = load(args.network, args.checkpoint)
     except NetworkError as e:
         print(f"{program}: {e}", file=sys.stderr)
         return args, None
+    if args.network is None and args.checkpoint is not None:
+        print(f"{program}: {name_of(model)}, as the record of {args.checkpoint} names it", file=sys.stderr)
+    return args, model
 
 
 # What a forward pass is made of, as trace() sees each call.

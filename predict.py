@@ -3,7 +3,7 @@
     python predict.py my_digit.png [more.jpg ...]        # path, digit, probability, top three
     python predict.py my_digit.png --json                 # a JSON list, one object per image
     python predict.py my_digit.png --checkpoint other.pt  # other weights (default: the shipped s5_net.pt)
-    python predict.py my_digit.png --network my_nets:Net6 --checkpoint my_net6.pt   # your own network
+    python predict.py my_digit.png --checkpoint my_net6.pt   # your own network's run: its record names the class
 
 From Python: `from predict import predict; digit, probabilities = predict("my_digit.png")`; it also takes
 a PIL image or an array. Images are prepared the way MNIST itself was made: grey, white ink on black,

@@ -79,8 +79,9 @@ def test_the_help_names_each_option_and_its_default(capsys):
     words = help_words(export, capsys)
     assert "--output OUTPUT the ONNX file to write (default: my_s5_net.onnx)" in words
     assert "--check compare with PyTorch on the MNIST test set" in words
-    assert "--network NETWORK the network, as module:Class (default: model:Net)" in words
-    assert "--checkpoint CHECKPOINT its weights (default: the shipped s5_net.pt, which are model:Net's)" in words
+    assert ("--network NETWORK the network, as module:Class (default: the one the weights' record names, else "
+            "model:Net)") in words
+    assert "--checkpoint CHECKPOINT its weights, a run's record or bare weights (default: the shipped s5_net.pt)" in words
 
 
 @pytest.mark.quick

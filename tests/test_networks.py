@@ -118,3 +118,64 @@ def test_weights_that_do_not_fit_name_a_few_missing_and_unexpected_keys(tmp_path
         "\"conv2.weight\" and 9 more; unexpected key(s) \"stem.weight\", \"stem.bias\", \"a1.weight\" and 11 more): "
         "it was saved from another network: name that one with --network, or give weights trained for model:Net "
         "with --checkpoint")
+
+
+def saved_run(path, network):
+    """A finished run's record of `network`, as the notebook saves it, with the network's fresh weights."""
+    import torch
+    from checkpoint import save_record
+    from training import Recipe
+    torch.manual_seed(0)
+    model = networks.build(network)
+    save_record(str(path), model, {"test_acc": [50.0]}, network=network, recipe=Recipe(epochs=1), seed=1, fast=True,
+                precision="fp32", cuda_graph=False, train_seconds=1.0)
+    return model
+
+
+@pytest.mark.quick
+def test_a_runs_record_alone_gives_its_network_and_weights(student_file, tmp_path):
+    name = student_file("nets_record", GOOD_HEAD)
+    trained = saved_run(tmp_path / "run.pt", f"{name}:Net")
+    model = networks.load(None, str(tmp_path / "run.pt"))
+    assert networks.name_of(model) == "nets_record:Net", "the class the record names"
+    assert str(model.state_dict()) == str(trained.state_dict()), "with the run's weights"
+
+
+@pytest.mark.quick
+def test_a_record_naming_a_module_from_elsewhere_is_refused_without_importing_it(student_file, tmp_path,
+                                                                                 monkeypatch):
+    """A record is data: a module found only elsewhere on Python's path is never imported because a file names it."""
+    import sys
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "nets_far.py").write_text(GOOD_HEAD)
+    monkeypatch.syspath_prepend(str(elsewhere))
+    saved_run(tmp_path / "run.pt", "nets_far:Net")
+    del sys.modules["nets_far"]
+    with pytest.raises(networks.NetworkError) as error:
+        networks.load(None, str(tmp_path / "run.pt"))
+    assert str(error.value) == (f"{tmp_path / 'run.pt'} records the network nets_far:Net, whose module is neither in "
+                                "the folder you run from nor among this project's: run from the folder that holds "
+                                "it, or name the class with --network")
+    assert "nets_far" not in sys.modules, "the module was imported all the same"
+    assert networks.name_of(networks.load("nets_far:Net", str(tmp_path / "run.pt"))) == "nets_far:Net", \
+        "named with --network, the same weights load"
+
+
+@pytest.mark.quick
+def test_a_network_named_against_the_record_is_refused(student_file, tmp_path):
+    name = student_file("nets_named", GOOD_HEAD)
+    saved_run(tmp_path / "run.pt", f"{name}:Net")
+    with pytest.raises(networks.NetworkError, match="holds weights of nets_named:Net, not of model:Net"):
+        networks.load("model:Net", str(tmp_path / "run.pt"))
+
+
+@pytest.mark.quick
+def test_predict_given_a_run_alone_says_which_network_it_used(student_file, tmp_path, capsys):
+    import predict
+    from PIL import Image
+    name = student_file("nets_predict", GOOD_HEAD)
+    saved_run(tmp_path / "run.pt", f"{name}:Net")
+    Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
+    predict.main(["--checkpoint", str(tmp_path / "run.pt"), str(tmp_path / "blank.png")])
+    assert f"predict.py: nets_predict:Net, as the record of {tmp_path / 'run.pt'} names it" in capsys.readouterr().err

@@ -257,9 +257,9 @@ def test_a_reader_that_stops_early_gets_no_traceback(mixed_images):
 def test_cli_help_shows_the_usage_and_each_option(capsys):
     words = help_words(predict, capsys)
     for help_text in ["image files (PNG, JPEG, ...) showing one digit each", "print a JSON list instead of lines",
-                      "its weights (default: the shipped s5_net.pt, which are model:Net's)"]:
+                      "its weights, a run's record or bare weights (default: the shipped s5_net.pt)"]:
         assert re.search(f"(^| ){re.escape(help_text)}( |$)", words), help_text
-    assert "the network, as module:Class (default: model:Net)" in words
+    assert "the network, as module:Class (default: the one the weights' record names, else model:Net)" in words
 
 
 def test_cli_reads_with_the_weights_it_is_given(mixed_images, tmp_path, run_cli):
