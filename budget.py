@@ -8,10 +8,13 @@
 Each seed trains on the fast path (fast.FastPath) with the recipe given (the original's by default) and is tested
 after every epoch. The table names the network's parameters, what it uses (batch norm, dropout, global average
 pooling, a linear layer), the receptive field of its last convolution, and for each seed its accuracy over the
-last epochs, its best and its time per epoch. Exit status: 0 when every line holds, 1 when one falls short, 2 for
+last epochs, its best and its time per epoch. Each seed's run, its weights and record (checkpoint.save_record, with
+the budget and that seed's verdict), goes to runs/network-seedN.pt, which predict.py, app.py, export.py and
+explain.py read alone (--checkpoint). Exit status: 0 when every line holds, 1 when one falls short, 2 for
 bad input (said in one sentence, before any training), 130 on Ctrl-C, which stops with the table of what finished."""
 import argparse
 import dataclasses
+import os
 import statistics
 import sys
 import time
@@ -19,6 +22,7 @@ import time
 import torch
 
 import networks
+from checkpoint import save_record
 from explain import field_text, last_convolution, receptive_fields
 from training import Recipe, add_recipe_options, evaluate, recipe_from_args, train
 
@@ -41,29 +45,54 @@ class Budget:
 
 
 def train_seed(model, recipe, seed, train_data, test_data, device, precision=None, report=print):
-    """One seed's run on the fast path: {'seed', 'test_acc': [...], 'epoch_seconds': [...], 'epochs': planned}.
-    `model` is built by the caller after torch.manual_seed(seed), as the notebook builds it; report(line) is told
-    each epoch's result. A Ctrl-C keeps the epochs that finished, in the run it raises with (as .run)."""
+    """One seed's run on the fast path: {'seed', 'epochs': planned, 'model', 'precision', 'cuda_graph', and the
+    history's lists: 'train_losses', 'train_acc', 'test_losses', 'test_acc', 'epoch_seconds'}. `model` is built by
+    the caller after torch.manual_seed(seed), as the notebook builds it; report(line) is told each epoch's result. A
+    Ctrl-C keeps the epochs that finished, in the run it raises with (as .run)."""
     from fast import FastPath
     path = FastPath(train_data, test_data, device, recipe.batch_size)
     training = path.training(model, recipe, precision)
-    run = {"seed": seed, "test_acc": [], "epoch_seconds": [], "epochs": recipe.epochs}
+    run = {"seed": seed, "epochs": recipe.epochs, "model": training.model, "precision": training.precision,
+           "cuda_graph": training.cuda_graph, **{key: [] for key in HISTORY}}
     try:
         for epoch in range(1, recipe.epochs + 1):
             start = time.perf_counter()
-            train(training.model, device, training.batches, training.optimizer, training.criterion, training.step,
-                  epoch)
-            correct, count, _ = evaluate(training.model, device, training.test_loader, training.criterion,
-                                         amp_dtype=training.amp_dtype)
+            train_acc, train_loss = train(training.model, device, training.batches, training.optimizer,
+                                          training.criterion, training.step, epoch)
+            correct, count, test_loss = evaluate(training.model, device, training.test_loader, training.criterion,
+                                                 amp_dtype=training.amp_dtype)
             if not recipe.per_batch:
                 training.scheduler.step()
-            run["epoch_seconds"].append(time.perf_counter() - start)
-            run["test_acc"].append(100 * correct / count)
+            for key, value in zip(HISTORY, (train_loss, train_acc, test_loss, 100 * correct / count,
+                                            time.perf_counter() - start)):
+                run[key].append(value)
             report(f"seed {seed}, epoch {epoch}/{recipe.epochs}: test accuracy {100 * correct / count:.2f}%")
     except KeyboardInterrupt as interrupt:
         interrupt.run = run
         raise
     return run
+
+
+HISTORY = ("train_losses", "train_acc", "test_losses", "test_acc", "epoch_seconds")  # a record's, per epoch
+
+
+def seed_holds(run, budget):
+    """Whether a seed's run finished and reached the target in each of its last epochs."""
+    last = run["test_acc"][-budget.last:]
+    return len(run["test_acc"]) == run["epochs"] and len(last) == budget.last and min(last) >= budget.target
+
+
+def run_path(folder, network, seed):
+    """Where a seed's run goes: named after the network and the seed, e.g. runs/my_nets.Net6-seed1.pt."""
+    return os.path.join(folder, f"{network.replace(':', '.')}-seed{seed}.pt")
+
+
+def save_run(path, network, recipe, budget, run):
+    """A finished seed's record (checkpoint.save_record), with the budget it was checked against and its verdict."""
+    save_record(path, run["model"], {key: run[key] for key in HISTORY}, network=network, recipe=recipe,
+                seed=run["seed"], fast=True, precision=run["precision"], cuda_graph=run["cuda_graph"],
+                train_seconds=sum(run["epoch_seconds"]),
+                budget={**dataclasses.asdict(budget), "holds": seed_holds(run, budget)})
 
 
 def verdict(model, network, recipe, budget, runs):
@@ -94,8 +123,7 @@ def verdict(model, network, recipe, budget, runs):
             value = "no epoch finished"
         if not complete:
             value += f"; stopped after {len(accuracies)} of {run['epochs']} epochs"
-        holds = complete and len(last) == budget.last and all(a >= budget.target for a in last)
-        lines.append((f"seed {run['seed']}", value, "holds" if holds else "falls short"))
+        lines.append((f"seed {run['seed']}", value, "holds" if seed_holds(run, budget) else "falls short"))
     missing = budget.seeds - len(runs)
     if missing > 0:
         lines.append(("seeds", f"{len(runs)} of {budget.seeds} run", "falls short"))
@@ -129,6 +157,17 @@ def budget_number(option, kind):
     return parse
 
 
+def writable_folder(folder):
+    """Makes `folder` if need be; ValueError in one sentence when it cannot hold the runs."""
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"the runs cannot go to {folder} ({e.strerror}): name a folder that can hold them with "
+                         "--runs") from None
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"the runs cannot go to {folder} (not writable): name a folder that can hold them with --runs")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("network_named", metavar="network", nargs="?", help="the network, as module:Class (or --network)")
@@ -139,6 +178,8 @@ def main(argv=None):
                             help=f"{text} (default: %(default)s)")
     add_recipe_options(parser, Recipe(epochs=Budget.epochs))  # the original's recipe, as long as the budget allows
     parser.add_argument("--subset", type=int, default=None, help="train and test on the first N images (a dry run)")
+    parser.add_argument("--runs", default="runs", help="the folder each seed's run goes to, its weights and record, "
+                                                        "as network-seedN.pt (default: %(default)s)")
     args = parser.parse_args(argv)
     if (args.network_named is None) == (args.network is None):
         parser.error("name one network, as module:Class: python budget.py my_nets:Net6, or --network my_nets:Net6")
@@ -152,6 +193,7 @@ def main(argv=None):
             raise ValueError(f"{recipe.epochs} epochs cannot show {budget.last} last epochs: train at least "
                              f"{budget.last} (--epochs), or read fewer (--last {recipe.epochs})")
         model = networks.build(args.network)
+        writable_folder(args.runs)
         train_data = load_mnist(train=True, subset=args.subset)
         test_data = load_mnist(train=False, subset=args.subset)
     except (ValueError, MNISTUnavailable) as e:  # a NetworkError is a ValueError
@@ -165,9 +207,11 @@ def main(argv=None):
             torch.manual_seed(seed)
             runs.append(train_seed(networks.build(args.network), recipe, seed, train_data, test_data, device,
                                    report=lambda line: print(line, flush=True)))
+            save_run(run_path(args.runs, args.network, seed), args.network, recipe, budget, runs[-1])
+            print(f"seed {seed}: its run is in {run_path(args.runs, args.network, seed)}", flush=True)
     except KeyboardInterrupt as interrupt:
-        runs.append(getattr(interrupt, "run", None) or {"seed": len(runs) + 1, "test_acc": [], "epoch_seconds": [],
-                                                          "epochs": recipe.epochs})
+        runs.append(getattr(interrupt, "run", None) or {"seed": len(runs) + 1, "epochs": recipe.epochs,
+                                                          **{key: [] for key in HISTORY}})
         print("\nstopped (Ctrl-C): the table of what finished", flush=True)
         print_verdict(verdict(model, args.network, recipe, budget, runs)[0])
         return 130

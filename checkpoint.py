@@ -141,17 +141,21 @@ RECORD_KEYS = ("network", "parameters", "recipe", "history", "test_accuracy", "s
                "cuda_graph", "train_seconds")
 
 
-def save_record(path, model, history, *, network, recipe, seed, fast, precision, cuda_graph, train_seconds):
+def save_record(path, model, history, *, network, recipe, seed, fast, precision, cuda_graph, train_seconds,
+                **extra):
     """The record of a finished run (what S5.ipynb saves at its end), a checkpoint that predict.py reads too:
     the weights; network, the module:Class they belong to, and parameters, its parameter count; recipe, the
     training.Recipe as a dict; epoch, the number of epochs; history, lists with a value per epoch (train_losses,
     train_acc, test_losses, test_acc, epoch_seconds); test_accuracy, the last epoch's in %; seed; fast (True for
     the fast path); precision ('bf16', 'fp16' or 'fp32'); cuda_graph (True where each step was a CUDA graph
-    replay); train_seconds (the loop over the epochs)."""
+    replay); train_seconds (the loop over the epochs); machine, the CPU, PyTorch's version and the device trained on
+    (env.machine); extra: more plain values, such as the budget a run was checked against (budget.py)."""
+    from env import machine
     save_checkpoint(path, model, epoch=len(history["test_acc"]), history=history,
                     test_accuracy=history["test_acc"][-1], network=network,
-                    parameters=sum(p.numel() for p in model.parameters()), recipe=dataclasses.asdict(recipe), seed=seed, fast=fast,
-                    precision=precision, cuda_graph=cuda_graph, train_seconds=train_seconds)
+                    parameters=sum(p.numel() for p in model.parameters()), recipe=dataclasses.asdict(recipe),
+                    seed=seed, fast=fast, precision=precision, cuda_graph=cuda_graph, train_seconds=train_seconds,
+                    machine=machine(next(model.parameters()).device), **extra)
 
 
 def read_record(path):

@@ -1,6 +1,7 @@
 """What this machine and this Python offer the project: the device to train on, the packages' versions, and one
 sentence naming the install command when a package is missing."""
 import importlib
+import platform
 import re
 
 import torch
@@ -40,3 +41,19 @@ def get_device():
     if torch.backends.mps.is_available():
         return torch.device("mps")
     return torch.device("cpu")
+
+
+def machine(device="cpu"):
+    """What a run was trained on, in one line: the CPU's name (or the GPU's), PyTorch's version."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        chip = torch.cuda.get_device_name(device)
+    else:
+        chip = platform.processor() or platform.machine()
+        try:
+            with open("/proc/cpuinfo") as cpuinfo:  # Linux names the CPU's model there
+                chip = next((line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")),
+                            chip)
+        except OSError:
+            pass
+    return f"{chip}, {torch.get_num_threads()} threads, PyTorch {torch.__version__}, {device.type}"

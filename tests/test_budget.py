@@ -15,6 +15,12 @@ pytestmark = pytest.mark.quick
 TINY = ["--subset", "256", "--batch-size", "128", "--epochs", "2", "--seeds", "1", "--last", "2"]
 
 
+@pytest.fixture(autouse=True)
+def in_a_fresh_folder(tmp_path, monkeypatch):
+    """budget.py writes its runs into runs/ of the folder it runs from: here, a fresh one."""
+    monkeypatch.chdir(tmp_path)
+
+
 class InterruptedNet(AssignmentNet):
     """Stops training the way a person does, with Ctrl-C: at the first training batch of the third epoch (two
     batches an epoch on TINY's subset), so that two epochs finished."""
@@ -149,3 +155,33 @@ def test_budget_takes_the_network_as_every_command_does_with_network(capsys):
     for argv in (["--network", "zoo:AssignmentNet"], ["zoo:AssignmentNet"]):
         assert budget.main([*argv, "--seeds", "0"]) == 2, argv
         assert "The budget's seeds must be a number above 0, not 0" in capsys.readouterr().err, argv
+
+
+@pytest.mark.mnist
+def test_each_seed_keeps_its_run_named_after_the_network_and_the_seed(tmp_path, capsys):
+    from checkpoint import read_record
+    assert budget.main(["zoo:AssignmentNet", *TINY, "--seeds", "2", "--parameters", "20000", "--target", "1"]) == 0
+    out = capsys.readouterr().out
+    for seed in (1, 2):
+        path = tmp_path / "runs" / f"zoo.AssignmentNet-seed{seed}.pt"
+        assert f"seed {seed}: its run is in {path.relative_to(tmp_path)}" in out, f"seed {seed}'s line"
+        record = read_record(str(path))
+        assert (record["network"], record["seed"]) == ("zoo:AssignmentNet", seed), "the network and the seed"
+        assert len(record["history"]["test_acc"]) == 2, "both epochs' accuracies"
+        assert record["budget"]["holds"] is True, "the seed's verdict"
+        assert record["machine"], "the machine it ran on"
+
+
+@pytest.mark.mnist
+def test_a_seed_that_falls_short_keeps_that_verdict_in_its_run(tmp_path):
+    from checkpoint import read_record
+    assert budget.main(["zoo:AssignmentNet", *TINY, "--parameters", "20000", "--target", "99.99"]) == 1
+    assert read_record(str(tmp_path / "runs" / "zoo.AssignmentNet-seed1.pt"))["budget"]["holds"] is False
+
+
+def test_a_runs_folder_that_cannot_hold_them_is_refused_before_any_training(tmp_path, capsys):
+    (tmp_path / "taken").write_text("a file, not a folder")
+    assert budget.main(["zoo:AssignmentNet", *TINY, "--runs", str(tmp_path / "taken")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith(f"budget.py: the runs cannot go to {tmp_path / 'taken'} ("), error
+    assert error.endswith("): name a folder that can hold them with --runs"), error
