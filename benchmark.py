@@ -30,7 +30,7 @@ from data import MNISTUnavailable, load_mnist, train_augmentation
 from env import get_device, require
 import fast as fast_module
 from fast import FastPath
-from training import Training, add_recipe_options, autocast, recipe_from_args, train
+from training import Recipe, Training, add_recipe_options, autocast, recipe_from_args, train
 
 device = get_device()
 # What the fast path does beyond holding the data on the device and augmenting whole batches there; --ablation
@@ -298,20 +298,20 @@ class Workers:
 
 def run_throughput(args):
     print(f"device: {device}; {args.network} ({networks.parameter_count(networks.build(args.network)):,} parameters), "
-          f"{args.rounds} alternating rounds of {args.steps} steps (batch {args.batch_size}) after a warm-up round; "
-          "each pipeline in its own process")
+          f"{args.rounds} alternating rounds of {args.steps} steps (batch {args.recipe.batch_size}) after a warm-up "
+          "round; each pipeline in its own process")
     workers = Workers({"original": (False, None), "fast": (True, None)}, args.network, args.recipe)
     try:
         rates = workers.rates(args.rounds, args.steps)
         breakdown = workers.ask("fast", "breakdown", args.steps)
     finally:
         workers.close()
-    report_breakdown(breakdown, args.batch_size)
+    report_breakdown(breakdown, args.recipe.batch_size)
     original, fast = statistics.median(rates["original"]), statistics.median(rates["fast"])
     print(f"\noriginal pipeline (PIL transforms, 2 workers, fp32, NCHW): {original:8.0f} images/s (median)")
     print(f"fast path (device-resident, batched augmentation, {breakdown['precision']}, {breakdown['layout']}): "
           f"{fast:8.0f} images/s (median); precision {breakdown['reason']}")
-    per_image = (breakdown["forward"] + breakdown["backward"]) / args.batch_size
+    per_image = (breakdown["forward"] + breakdown["backward"]) / args.recipe.batch_size
     limit = breakdown["peak"] * 1e9 / per_image
     print(f"fast path at {100 * fast / limit:.0f}% of this device's {breakdown['precision']} limit "
           f"({breakdown['peak']:.0f} GFLOP/s / {per_image / 1e6:.0f} MFLOP per training image = {limit:.0f} images/s)")
@@ -331,16 +331,16 @@ def run_ablation(args):
     """The fast path with each of its mechanisms switched off in turn, every variant in its own process, all taking
     turns in each round; the table gives each mechanism's step time with and without it."""
     off = mechanisms_here(args.network)
-    print(f"device: {device}; {args.network}, batch {args.batch_size}; the fast path with each of its mechanisms "
-          f"acting here switched off in turn ({', '.join(off)}), {args.rounds} rounds of {args.steps} steps, "
-          "each variant in its own process")
+    print(f"device: {device}; {args.network}, batch {args.recipe.batch_size}; the fast path with each of its "
+          f"mechanisms acting here switched off in turn ({', '.join(off)}), {args.rounds} rounds of {args.steps} "
+          "steps, each variant in its own process")
     variants = {"fast": (True, None), **{f"without {name}": (True, name) for name in off}}
     workers = Workers(variants, args.network, args.recipe)
     try:
         rates = workers.rates(args.rounds, args.steps)
     finally:
         workers.close()
-    ms = {name: 1000 * args.batch_size / statistics.median(r) for name, r in rates.items()}
+    ms = {name: 1000 * args.recipe.batch_size / statistics.median(r) for name, r in rates.items()}
     print(f"\n{'mechanism':<16}{'with':>10}{'without':>10}  the step without it")
     for name in off:
         print(f"{name:<16}{ms['fast']:8.1f} ms{ms['without ' + name]:8.1f} ms  "
@@ -356,8 +356,9 @@ def run_full(args):
         start = time.perf_counter()
         papermill.execute_notebook(
             NOTEBOOK, os.path.join(tmp, "out.ipynb"), cwd=HERE, progress_bar=False,
-            parameters={"network": args.network, **dataclasses.asdict(args.recipe), "fast": args.pipeline == "fast",
-                        "seed": args.seed, "weights_path": weights, "subset": args.subset})
+            parameters={"network": args.network, "recipe": dataclasses.asdict(args.recipe),
+                        "fast": args.pipeline == "fast", "seed": args.seed, "weights_path": weights,
+                        "subset": args.subset})
         wall = time.perf_counter() - start
         state = read_record(weights)
     # the notebook's kernel is a child process that has ended: its peak RSS is counted here (KiB on Linux)
@@ -369,7 +370,8 @@ def run_full(args):
                 "passes included)" if reached else "; never at 99.0%")
     per_epoch = f", {statistics.median(epoch_times):.2f} s per epoch (median; the first {epoch_times[0]:.2f} s)"
     how = state["precision"] + (", one CUDA graph per step" if state["cuda_graph"] else "")
-    print(f"full {args.pipeline} run of {args.network} on {device} ({how}): {args.epochs} epochs, seed {args.seed}: "
+    print(f"full {args.pipeline} run of {args.network} on {device} ({how}): {len(epoch_times)} epochs, "
+          f"seed {args.seed}: "
           f"wall {wall:.1f} s "
           f"(notebook start to end), training loop {state['train_seconds']:.1f} s{per_epoch}, "
           f"final test accuracy {state['history']['test_acc'][-1]:.2f}%{first_99}, peak RSS {rss_gib:.2f} GiB")
@@ -390,7 +392,7 @@ def main(argv=None):
     add_recipe_options(parser)
     args = parser.parse_args(argv)
     try:
-        args.recipe = recipe_from_args(args)
+        args.recipe = recipe_from_args(args, Recipe.of(networks.network_class(args.network)))
         networks.build(args.network)
     except ValueError as e:  # a NetworkError too
         parser.error(str(e))

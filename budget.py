@@ -1,11 +1,12 @@
 """Checks a network against an assignment's budget over several seeds, and says which line holds.
 
-    python budget.py small:SmallNet                       # the defaults: < 8,000 parameters, <= 15 epochs,
+    python budget.py small:SeparableNet                   # the defaults: < 8,000 parameters, <= 15 epochs,
                                                           # 99.4% in each of the last 3 epochs, on 3 seeds
-    python budget.py small:SmallNet --optimizer sgd --scheduler onecycle --lr 0.6 --batch-size 128 --rotation 7
+    python budget.py my_nets:Net6 --scheduler onecycle --lr 0.6 --batch-size 128 --rotation 7
     python budget.py my_nets:Net6 --parameters 20000 --max-epochs 19 --last 1 --seeds 1   # the first assignment's
 
-Each seed trains on the fast path (fast.FastPath) with the recipe given (the original's by default) and is tested
+Each seed trains on the fast path (fast.FastPath) with the network's own recipe (its class attribute `recipe`, a
+dict of training.Recipe's fields; the original's where it has none), changed by the options given, and is tested
 after every epoch. The table names the network's parameters, what it uses (batch norm, dropout, global average
 pooling, a linear layer), the receptive field of its last convolution, and for each seed its accuracy over the
 last epochs, its best and its time per epoch. Each seed's run, its weights and record (checkpoint.save_record, with
@@ -157,6 +158,9 @@ def budget_number(option, kind):
     return parse
 
 
+FALLBACK = Recipe(epochs=Budget.epochs)  # for a network that carries no recipe: the original's, as long as allowed
+
+
 def writable_folder(folder):
     """Makes `folder` if need be; ValueError in one sentence when it cannot hold the runs."""
     try:
@@ -170,13 +174,14 @@ def writable_folder(folder):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("network_named", metavar="network", nargs="?", help="the network, as module:Class (or --network)")
+    parser.add_argument("network_named", metavar="network", nargs="?",
+                        help="the network, as module:Class (or --network)")
     networks.add_network_option(parser, None, None)
     for name, (option, kind, text) in OPTIONS.items():
         parser.add_argument(option, dest=f"budget_{name}", type=budget_number(option, kind),  # --epochs is the recipe's
                             default=getattr(Budget, name),
                             help=f"{text} (default: %(default)s)")
-    add_recipe_options(parser, Recipe(epochs=Budget.epochs))  # the original's recipe, as long as the budget allows
+    add_recipe_options(parser, FALLBACK)
     parser.add_argument("--subset", type=int, default=None, help="train and test on the first N images (a dry run)")
     parser.add_argument("--runs", default="runs", help="the folder each seed's run goes to, its weights and record, "
                                                         "as network-seedN.pt (default: %(default)s)")
@@ -188,7 +193,7 @@ def main(argv=None):
     from env import get_device
     try:
         budget = Budget(*(getattr(args, f"budget_{name}") for name in OPTIONS))
-        recipe = recipe_from_args(args)
+        recipe = recipe_from_args(args, Recipe.of(networks.network_class(args.network), FALLBACK))
         if recipe.epochs < budget.last:
             raise ValueError(f"{recipe.epochs} epochs cannot show {budget.last} last epochs: train at least "
                              f"{budget.last} (--epochs), or read fewer (--last {recipe.epochs})")

@@ -1,6 +1,6 @@
 """The fast path: the same recipe as the original, with the data on the training device, the augmentation done
-there on whole batches, and the precision each device computes fastest; on CUDA, each step of a network the graph is known to replay faithfully is one
-CUDA graph replay. FastPath is the one door; the rest are its parts."""
+there on whole batches, and the precision each device computes fastest; on CUDA, each step of a network the graph
+is known to replay faithfully is one CUDA graph replay. FastPath is the one door; the rest are its parts."""
 import ctypes
 import functools
 import math

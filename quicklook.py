@@ -4,16 +4,18 @@
     python quicklook.py --network my_nets:Net6   # the same for your own network (module:Class)
 
 One epoch over all 60,000 training images with the original's recipe (batch 512, SGD lr 0.01 momentum 0.9,
-the same augmentation), then the 10,000 test images. It should end at 90% test accuracy or more: the
-original reached 92.13% after its first epoch (another network's first epoch has no such floor, and the line
-names none). The full recipe is `papermill S5.ipynb S5.out.ipynb`."""
+the same augmentation), or the one the network carries (training.Recipe.of), then the 10,000 test images. It
+should end at 90% test accuracy or more: the original reached 92.13% after its first epoch (another network's
+first epoch has no such floor, and the line names none). The full recipe is `papermill S5.ipynb S5.out.ipynb`."""
 import argparse
+import dataclasses
 import os
 import sys
 
 import networks
 from checkpoint import read_record
 from env import require
+from training import Recipe
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOTEBOOK, EXECUTED, WEIGHTS = "S5.ipynb", "S5.out.ipynb", "my_s5_net.pt"  # in this folder
@@ -66,7 +68,8 @@ def main(argv=None):
     print(f"Training 1 epoch of {NOTEBOOK} with the fast path: about 1 to 3 minutes on a 2-core CPU...", flush=True)
     # a network in the folder the command runs from is found by the notebook's kernel too
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
-    error = run_notebook({"network": args.network, "recipe": {"epochs": 1}, "fast": True, "weights_path": WEIGHTS})
+    recipe = {**dataclasses.asdict(Recipe.of(networks.network_class(args.network))), "epochs": 1}  # the network's own
+    error = run_notebook({"network": args.network, "recipe": recipe, "fast": True, "weights_path": WEIGHTS})
     if error:
         print(f"quicklook.py: {error}", file=sys.stderr)
         return 1

@@ -2,6 +2,7 @@
 
 Every way of training (the original pipeline, the fast path, a CUDA graph replay) runs the same Step; `train` only
 loops over the batches, shows progress and keeps the score."""
+import argparse
 import dataclasses
 import math
 import os
@@ -52,6 +53,23 @@ class Recipe:
                 raise ValueError(f"The recipe's {name} must be above 0, not {getattr(self, name)!r}")
         if not 0 <= self.rotation <= 180:
             raise ValueError(f"The recipe's rotation must be from 0 to 180 degrees, not {self.rotation!r}")
+
+    @classmethod
+    def of(cls, network, fallback=None):
+        """The recipe a network class carries as its attribute `recipe`: a Recipe, or a dict of Recipe's fields (so
+        that a file of networks need not import this module); `fallback` (default: the original's) for one that
+        carries none. ValueError in one sentence for a field Recipe does not have."""
+        carried = getattr(network, "recipe", None)
+        if carried is None:
+            return fallback or cls()
+        if isinstance(carried, cls):
+            return carried
+        fields = [field.name for field in dataclasses.fields(cls)]
+        unknown = sorted(set(dict(carried)) - set(fields))
+        if unknown:
+            raise ValueError(f"{network.__name__}.recipe names {', '.join(unknown)}, which a recipe does not have: "
+                             f"use {', '.join(fields)}")
+        return cls(**carried)
 
     @property
     def per_batch(self):
@@ -307,23 +325,28 @@ def per_class_accuracy(matrix):
     return 100.0 * matrix.diag().float() / matrix.sum(dim=1).clamp(min=1).float()
 
 
-def add_recipe_options(parser, recipe=Recipe()):
-    """The recipe's options for a command, with `recipe`'s values as their defaults."""
-    group = parser.add_argument_group("the recipe (default: the original's)")
-    group.add_argument("--epochs", type=int, default=recipe.epochs, help="epochs (default: %(default)s)")
-    group.add_argument("--batch-size", type=int, default=recipe.batch_size, help="batch size (default: %(default)s)")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=recipe.optimizer, help="(default: %(default)s)")
-    group.add_argument("--lr", type=float, default=recipe.lr,
-                       help="learning rate, OneCycleLR's peak (default: %(default)s)")
-    group.add_argument("--momentum", type=float, default=recipe.momentum, help="SGD's (default: %(default)s)")
-    group.add_argument("--scheduler", choices=SCHEDULERS, default=recipe.scheduler,
-                       help="step: StepLR; onecycle: OneCycleLR (default: %(default)s)")
-    group.add_argument("--step-size", type=int, default=recipe.step_size, help="StepLR's (default: %(default)s)")
-    group.add_argument("--gamma", type=float, default=recipe.gamma, help="StepLR's (default: %(default)s)")
-    group.add_argument("--rotation", type=float, default=recipe.rotation,
-                       help="the augmentation's random rotation, degrees each way (default: %(default)s)")
+def add_recipe_options(parser, fallback=Recipe()):
+    """The recipe's options for a command. Each one given changes the network's own recipe (Recipe.of), or
+    `fallback`'s for a network that carries none; the help shows fallback's values."""
+    group = parser.add_argument_group("the recipe (default: the one the network carries, else the original's "
+                                      "with the values below)")
+
+    def option(flag, help, **kwargs):
+        name = flag[2:].replace("-", "_")
+        group.add_argument(flag, default=argparse.SUPPRESS, help=f"{help} ({getattr(fallback, name)})", **kwargs)
+    option("--epochs", "epochs", type=int)
+    option("--batch-size", "batch size", type=int)
+    option("--optimizer", "sgd or adam", choices=OPTIMIZERS)
+    option("--lr", "learning rate, OneCycleLR's peak", type=float)
+    option("--momentum", "SGD's", type=float)
+    option("--scheduler", "step: StepLR; onecycle: OneCycleLR", choices=SCHEDULERS)
+    option("--step-size", "StepLR's", type=int)
+    option("--gamma", "StepLR's", type=float)
+    option("--rotation", "the augmentation's random rotation, degrees each way", type=float)
 
 
-def recipe_from_args(args):
-    """The Recipe that add_recipe_options' options name (ValueError in one sentence when one is out of range)."""
-    return Recipe(**{field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)})
+def recipe_from_args(args, base=Recipe()):
+    """`base` with the changes add_recipe_options' options name (ValueError in one sentence when one is out of
+    range)."""
+    return dataclasses.replace(base, **{field.name: getattr(args, field.name) for field in dataclasses.fields(Recipe)
+                                        if hasattr(args, field.name)})

@@ -125,3 +125,13 @@ def test_the_ablation_times_the_fast_step_without_each_mechanism_acting_here(mon
     rows = re.findall(r"^(\S+(?: memory)?)\s+(\d+\.\d) ms\s+(\d+\.\d) ms  [+-]\d+%$", out, re.M)
     assert [name for name, *_ in rows] == acting, out
     assert len({with_ms for _, with_ms, _ in rows}) == 1, "every row compares with the same full fast path"
+
+
+@pytest.mark.mnist
+def test_the_full_run_trains_the_recipe_it_was_given():
+    """--epochs reaches the notebook's recipe: one epoch here, not the original's 20."""
+    run = subprocess.run([sys.executable, "benchmark.py", "--full", "--epochs", "1", "--subset", "512",
+                          "--batch-size", "128"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert re.search(r"^full fast run of model:Net on cpu \(\w+\): 1 epochs, seed 1: wall ", run.stdout, re.M), \
+        run.stdout

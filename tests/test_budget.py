@@ -185,3 +185,24 @@ def test_a_runs_folder_that_cannot_hold_them_is_refused_before_any_training(tmp_
     error = capsys.readouterr().err.strip()
     assert error.startswith(f"budget.py: the runs cannot go to {tmp_path / 'taken'} ("), error
     assert error.endswith("): name a folder that can hold them with --runs"), error
+
+
+def test_a_network_carries_its_recipe_and_the_options_change_it():
+    assert Recipe.of(SeparableNet) == Recipe(epochs=15, batch_size=128, lr=0.6, scheduler="onecycle", rotation=7)
+    assert Recipe.of(Net) == Recipe(), "a network without one gets the original's"
+    assert Recipe.of(Net, Recipe(epochs=15)) == Recipe(epochs=15), "or the command's fallback"
+
+
+def test_a_recipe_with_a_field_recipes_do_not_have_is_refused_in_one_sentence():
+    class Typo(Net):
+        recipe = {"learning_rate": 0.1}
+    with pytest.raises(ValueError, match="^Typo.recipe names learning_rate, which a recipe does not have: use epochs, "):
+        Recipe.of(Typo)
+
+
+@pytest.mark.mnist
+def test_budget_trains_with_the_networks_recipe_changed_by_the_options_given(capsys):
+    assert budget.main(["small:SeparableNet", *TINY, "--target", "1"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("recipe "))
+    for field in ("epochs=2", "batch_size=128", "lr=0.6", "scheduler=onecycle", "rotation=7"):
+        assert field in line, f"{field} (the options' epochs and batch size, the rest the network's): {line}"

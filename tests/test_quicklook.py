@@ -94,3 +94,13 @@ def test_the_exit_status_follows_the_verdict(tmp_path, monkeypatch, capsys, netw
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # main adds its folder; put back after
     assert quicklook.main(["--network", network]) == code
     assert f"test accuracy {accuracy:.2f}%" in capsys.readouterr().out
+
+
+@pytest.mark.quick
+def test_the_quick_look_trains_one_epoch_of_the_recipe_the_network_carries(monkeypatch):
+    asked = {}
+    monkeypatch.setattr(quicklook, "run_notebook", lambda parameters: asked.update(parameters) or "stopped here")
+    monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # main adds its folder; put back after
+    assert quicklook.main(["--network", "small:SeparableNet"]) == 1
+    assert asked["recipe"]["epochs"] == 1, "one epoch"
+    assert (asked["recipe"]["lr"], asked["recipe"]["scheduler"]) == (0.6, "onecycle"), "SeparableNet's own"
