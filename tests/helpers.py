@@ -69,3 +69,13 @@ def wait_for_port(port, process, seconds):
 def digest(path):
     with open(path, "rb") as f:
         return hashlib.sha256(f.read()).hexdigest()
+
+
+def stop(server):
+    """Stops a server process: asked first, killed if it is still shutting down after a minute (a busy machine)."""
+    server.terminate()
+    try:
+        server.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()

@@ -24,7 +24,7 @@ import explain  # noqa: E402
 import pictures  # noqa: E402
 import predict  # noqa: E402
 from browser import CHROMIUM, STROKES  # noqa: E402
-from helpers import ROOT, free_port, wait_for_port  # noqa: E402
+from helpers import ROOT, free_port, stop, wait_for_port  # noqa: E402
 from inputs import user_image  # noqa: E402
 from zoo import net_with_zero_weights  # noqa: E402
 
@@ -81,12 +81,7 @@ def running_app():
     first_line = process.stdout.readline()
     wait_for_port(port, process, 120)
     yield url, first_line, process
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    stop(process)
 
 
 @pytest.mark.server
@@ -102,12 +97,7 @@ def test_the_app_serves_on_its_default_address_and_port():
         assert process.stdout.readline().strip() == "S5 digit demo on http://127.0.0.1:7860 (Ctrl+C stops it)"
         wait_for_port(7860, process, 120)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop(process)
 
 
 @pytest.mark.server
@@ -143,7 +133,8 @@ def test_the_explain_api_returns_the_inside_pictures(running_app, mnist_test, tm
     path = tmp_path / "three.png"
     user_image(mnist_test.data[18], np.random.default_rng(1), 120, "L").save(path)  # test digit 18 is a 3
     *grids, field_input, attribution, caption, digit = client.predict(handle_file(str(path)), api_name="/explain")
-    assert digit == str(predict.predict(str(path))[0]) == "3" and "digit 3" in caption
+    assert digit == str(predict.predict(str(path))[0]) == "3"
+    assert "digit 3" in caption
     shapes = [np.asarray(Image.open(picture)).shape for picture in grids]
     assert shapes == [(128, 672, 3)] * 4  # eight 84-pixel maps of each convolution, their channels, the scale
     assert np.asarray(Image.open(field_input)).shape == (280, 280, 3)
@@ -163,18 +154,21 @@ def test_the_inside_view_handlers(mnist_test):
     model = predict.load_model()
     network_input = predict.read_digit(255 - mnist_test.data[0].numpy(), model)[2]  # a 7, dark on light
     *grids, field_input, attribution, caption, digit, state = app.inside_view(network_input, model)
-    assert digit == "7" and caption.startswith("**Attribution for the digit 7**")
+    assert digit == "7"
+    assert caption.startswith("**Attribution for the digit 7**")
     assert [grid.shape[1] for grid in grids] == [8 * pictures.TILE] * 4
     assert np.array_equal(field_input, pictures.input_picture(network_input))
     assert np.array_equal(attribution, pictures.attribution_picture(
         network_input, explain.attribution(model, network_input, [7])[0]))
     why_not_1, caption_1, picked = app.attribution_for(state, "1", model)
     assert picked == "1"
-    assert why_not_1.shape == attribution.shape and not np.array_equal(why_not_1, attribution)
+    assert why_not_1.shape == attribution.shape
+    assert not np.array_equal(why_not_1, attribution)
     assert caption_1.startswith("**Attribution for the digit 1**")
     # an empty pad (cleared, erased) shows the sample 7 again, as the page says, not empty pictures
     empty, sample = app.inside_view(None, model), app.inside_view(app.sample_input(), model)
-    assert all(np.array_equal(a, b) for a, b in zip(empty[:7], sample[:7])) and empty[7] == sample[7] == "7"
+    assert all(np.array_equal(a, b) for a, b in zip(empty[:7], sample[:7]))
+    assert empty[7] == sample[7] == "7"
     # clicks and picks before anything was drawn, or a pick cleared
     fields = {row["layer"]: row for row in explain.receptive_fields(model) if row["kind"] == "conv"}
     assert app.receptive_field_of(None, 3, fields, "conv4", (5, 5)) == (None,) * 5 + ("",)
@@ -202,7 +196,8 @@ def test_a_click_on_each_grid_outlines_its_unit_and_receptive_field(mnist_test, 
                         f"columns {left}-{right}) that {layer}'s channel {channels[2]}, unit (row {row}, column {col}) "
                         "reads.")
     *grids, picture, sentence = app.receptive_field_of(state, index, fields, layer, (5, pictures.TILE + 5))  # a label
-    assert np.array_equal(picture, pictures.input_picture(network_input)) and sentence == ""
+    assert np.array_equal(picture, pictures.input_picture(network_input))
+    assert sentence == ""
 
 
 @pytest.mark.quick
@@ -230,7 +225,8 @@ def test_bad_files_get_predict_py_s_sentence_and_the_app_keeps_serving(running_a
                            (blank, "blank image"), (bomb, "too large to decode safely")]:
         with pytest.raises(Exception, match=re.escape(f"{os.path.basename(path)}: ")) as error:
             client.predict(handle_file(path), api_name="/predict")
-        assert expected in str(error.value) and "Traceback" not in str(error.value)
+        assert expected in str(error.value)
+        assert "Traceback" not in str(error.value)
     label, _ = client.predict(handle_file(good), api_name="/predict")
     assert label["label"] == "2"
 
@@ -244,7 +240,8 @@ def test_the_file_handlers_read_as_predict_py_does_and_name_a_bad_file(mixed_ima
     assert label == {str(d): p for d, p in enumerate(probabilities)}
     assert np.array_equal(preview, pictures.input_picture(network_input))
     *grids, field_input, attribution, caption, digit, state = app.inside_of_file(good, model)
-    assert digit == "2" and torch.equal(state["input"], network_input)
+    assert digit == "2"
+    assert torch.equal(state["input"], network_input)
     assert app.read_file(None, model) == (None, None)
     no_file, sample = app.inside_of_file(None, model), app.inside_view(None, model)  # the sample 7, as on an empty pad
     assert all(np.array_equal(a, b) for a, b in zip(no_file[:7], sample[:7]))
@@ -374,7 +371,8 @@ def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
         # before anything is drawn, the Inside view shows a sample 7, not empty boxes
         wait_for(page, lambda: picture(page, "#inside-1") is not None)
         sample = picture(page, "#inside-1")
-        assert "digit 7" in page.inner_text("#inside-caption") and picture(page, "#inside-attribution") is not None
+        assert "digit 7" in page.inner_text("#inside-caption")
+        assert picture(page, "#inside-attribution") is not None
         latencies = [draw(page, "7")]  # the very first strokes after the page loads
         # the Inside view follows the label: four layers' maps, the input and the attribution for the answer
         inside = [inside_shown(page, sample)]
@@ -382,12 +380,14 @@ def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
         why_7 = picture(page, "#inside-attribution")
         page.click('#inside-digit label:has-text("1")')  # why not a 1?
         wait_for(page, lambda: changed(page, "#inside-attribution", why_7))
-        assert "digit 1" in page.inner_text("#inside-caption") and page.is_checked('#inside-digit input[value="1"]')
+        assert "digit 1" in page.inner_text("#inside-caption")
+        assert page.is_checked('#inside-digit input[value="1"]')
         click_unit(page, "#inside-4", 0, 3, 5, 8)
         assert wait_for(page, lambda: red_box(page, "#inside-input")) == (60, 100, 200, 240)  # 14x14
         assert "14x14 input pixels (rows 6-19, columns 10-23) that conv4's channel" in page.inner_text("#inside-field")
         assert red_box(page, "#inside-4") is not None  # the unit marked on its map
-        assert page.is_checked('#inside-digit input[value="1"]') and "digit 1" in page.inner_text("#inside-caption")
+        assert page.is_checked('#inside-digit input[value="1"]')
+        assert "digit 1" in page.inner_text("#inside-caption")
         page.query_selector("#inside").screenshot(path=str(tmp_path / "app-inside.png"))
         if os.environ.get("APP_SCREENSHOT"):  # the README's picture of the Inside view, beside the demo's
             shutil.copy(tmp_path / "app-inside.png", os.path.join(os.path.dirname(os.environ["APP_SCREENSHOT"]) or ".",
@@ -430,10 +430,12 @@ def test_the_app_listens_on_loopback_only_and_connects_nowhere(running_app):
     """After the tests above used it: the server's own sockets, not only what a page requested."""
     psutil = pytest.importorskip("psutil")
     url, first_line, _ = running_app
-    assert "gradio.live" not in first_line and "share" not in first_line.lower()  # no share link
+    assert "gradio.live" not in first_line
+    assert "share" not in first_line.lower()  # no share link
     server = psutil.Process(running_app[2].pid)
     sockets = server.net_connections(kind="inet")
     listening = [c.laddr for c in sockets if c.status == psutil.CONN_LISTEN]
-    assert listening and all(address.ip == "127.0.0.1" for address in listening), listening
+    assert listening, listening
+    assert all(address.ip == "127.0.0.1" for address in listening), listening
     remote = {c.raddr.ip for c in sockets if c.raddr}
     assert remote <= {"127.0.0.1"}, remote  # no analytics, no telemetry, no fonts from elsewhere

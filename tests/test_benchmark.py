@@ -73,7 +73,8 @@ def test_a_bad_network_or_recipe_is_refused_in_one_sentence():
                         (["--lr", "0"], "The recipe's lr must be above 0, not 0.0")):
         run = subprocess.run([sys.executable, "benchmark.py", *argv], cwd=ROOT, capture_output=True, text=True,
                              timeout=300)
-        assert run.returncode == 2 and words in run.stderr.splitlines()[-1], run.stderr
+        assert run.returncode == 2, run.stderr
+        assert words in run.stderr.splitlines()[-1], run.stderr
 
 
 @pytest.mark.quick
@@ -82,7 +83,9 @@ def test_the_breakdown_times_a_convolution_without_bias_as_batch_norm_networks_h
     import benchmark
     conv = torch.nn.Conv2d(8, 10, 3, bias=False)
     forward, input_gradient, weight_gradient = benchmark.conv_times(conv, torch.randn(4, 8, 12, 12), None, 2)
-    assert forward > 0 and input_gradient > 0 and weight_gradient > 0
+    assert forward > 0
+    assert input_gradient > 0
+    assert weight_gradient > 0
 
 
 @pytest.mark.quick
@@ -93,7 +96,8 @@ def test_without_the_data_offline_it_says_what_to_do_in_one_sentence(tmp_path):
     run = subprocess.run([sys.executable, "benchmark.py", "--rounds", "1", "--steps", "2"], cwd=ROOT,
                          capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 2
-    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert len(run.stderr.strip().splitlines()) == 1, run.stderr[-3000:]
     assert run.stderr.startswith(f"benchmark.py: MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'} and could "
                                  "not be downloaded (")
 

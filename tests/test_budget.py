@@ -46,18 +46,23 @@ def test_every_line_holds_only_when_the_network_the_epochs_and_every_seed_do():
     small = AssignmentNet()
     lines, ok = verdict(small, "zoo:AssignmentNet", Recipe(epochs=3), limits,
                         [run(3, [98.0, 99.1, 99.2]), run(3, [98.5, 99.0, 99.3], seed=2)])
-    assert ok and verdicts(lines)["parameters"] == "holds" and verdicts(lines)["seed 2"] == "holds"
+    assert ok
+    assert verdicts(lines)["parameters"] == "holds"
+    assert verdicts(lines)["seed 2"] == "holds"
     assert dict((w, v) for w, v, _ in lines)["seed 1"].startswith("last 2: 99.10 99.20; best 99.20 (epoch 3)")
     # one epoch of one seed below the target, although its best is above: that seed, and the whole, fall short
     lines, ok = verdict(small, "zoo:AssignmentNet", Recipe(epochs=3), limits,
                         [run(3, [98.0, 99.5, 98.9]), run(3, [98.5, 99.0, 99.3], seed=2)])
-    assert not ok and verdicts(lines)["seed 1"] == "falls short" and verdicts(lines)["seed 2"] == "holds"
+    assert not ok
+    assert verdicts(lines)["seed 1"] == "falls short"
+    assert verdicts(lines)["seed 2"] == "holds"
 
 
 def test_net_falls_short_on_parameters_and_a_long_recipe_on_epochs():
     lines, ok = verdict(Net(), "model:Net", Recipe(epochs=20), Budget(seeds=1), [run(20, [99.5] * 20)])
     assert not ok
-    assert verdicts(lines)["parameters"] == "falls short" and verdicts(lines)["epochs"] == "falls short"
+    assert verdicts(lines)["parameters"] == "falls short"
+    assert verdicts(lines)["epochs"] == "falls short"
     assert verdicts(lines)["seed 1"] == "holds"
     assert "batch norm: no, dropout: no, GAP: no, linear layer: yes" in dict((w, v) for w, v, _ in lines)["uses"]
     assert "14x14 at its last convolution, conv4" in dict((w, v) for w, v, _ in lines)["receptive field"]
@@ -77,7 +82,8 @@ def test_an_unfinished_run_and_missing_seeds_fall_short():
     lines, ok = verdict(AssignmentNet(), "zoo:AssignmentNet", Recipe(epochs=3), limits,
                         [run(3, [95.0, 96.0, 97.0]), run(3, [95.0], seed=2)])
     assert not ok
-    assert verdicts(lines)["seed 2"] == "falls short" and verdicts(lines)["seeds"] == "falls short"
+    assert verdicts(lines)["seed 2"] == "falls short"
+    assert verdicts(lines)["seeds"] == "falls short"
     assert "stopped after 1 of 3 epochs" in dict((w, v) for w, v, _ in lines)["seed 2"]
 
 
@@ -91,7 +97,8 @@ def test_a_budget_that_is_not_a_number_above_zero_is_refused(figure):
 def test_the_command_exits_0_when_every_line_holds_and_1_when_the_accuracy_misses(capsys):
     assert budget.main(["zoo:AssignmentNet", *TINY, "--parameters", "20000", "--target", "1"]) == 0
     out = capsys.readouterr().out
-    assert "seed 1, epoch 2/2: test accuracy" in out and "falls short" not in out
+    assert "seed 1, epoch 2/2: test accuracy" in out
+    assert "falls short" not in out
     assert budget.main(["zoo:AssignmentNet", *TINY, "--parameters", "20000", "--target", "99.99"]) == 1
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[:4] for line in table if line.startswith("seed 1 ")] == [["seed", "1", "falls", "short"]]
@@ -137,7 +144,8 @@ def test_ctrl_c_stops_with_the_table_of_what_finished(capsys):
     assert code == 130
     assert "stopped (Ctrl-C): the table of what finished" in out
     seed = next(line for line in out.splitlines() if line.startswith("seed 1 "))
-    assert "falls short" in seed and "stopped after 2 of 3 epochs" in seed
+    assert "falls short" in seed
+    assert "stopped after 2 of 3 epochs" in seed
 
 
 @pytest.mark.quick

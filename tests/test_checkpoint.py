@@ -74,7 +74,8 @@ def test_resumed_run_ends_with_the_same_weights(mnist_train, tmp_path):
 
     resumed = make_run(data, seed=99)
     state = load_checkpoint(path, resumed.model, resumed.optimizer, resumed.scheduler, restore_rng=True)
-    assert state["epoch"] == 2 and resumed.scheduler.last_epoch == 2
+    assert state["epoch"] == 2
+    assert resumed.scheduler.last_epoch == 2
     run_epochs(resumed, [3], state["history"])
 
     assert state["history"] == straight
@@ -97,8 +98,10 @@ def test_a_crash_while_saving_keeps_the_previous_checkpoint(tmp_path):
         save_checkpoint(path, Net(), optimizer, epoch=2, history={"broken": broken})
     # the new file was being written beside the old one (a rename within one file system is atomic), under a
     # name that says whose it is, should a killed save leave it behind
-    assert len(broken.seen) == 2 and broken.seen[0] == "run.pt", broken.seen
-    assert broken.seen[1].startswith("run.pt.") and broken.seen[1].endswith(".tmp"), broken.seen
+    assert len(broken.seen) == 2, broken.seen
+    assert broken.seen[0] == "run.pt", broken.seen
+    assert broken.seen[1].startswith("run.pt."), broken.seen
+    assert broken.seen[1].endswith(".tmp"), broken.seen
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["run.pt"]  # no temporary file left behind
     assert load_checkpoint(path, Net())["epoch"] == 1
@@ -110,7 +113,8 @@ def test_ctrl_c_while_saving_keeps_the_previous_checkpoint_and_no_temporary_file
     before = path.read_bytes()
     with pytest.raises(KeyboardInterrupt):
         save_checkpoint(path, Net(), epoch=2, history={"interrupted": CtrlCWhileSaving()})
-    assert path.read_bytes() == before and os.listdir(tmp_path) == ["run.pt"]
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["run.pt"]
 
 
 KILLED_WHILE_SAVING = """
@@ -199,7 +203,8 @@ def test_weights_saved_on_a_gpu_load_on_the_cpu(tmp_path):
             gpu.writestr(entry, data)
     model = Net()
     state = load_checkpoint(tmp_path / "gpu.pt", model)
-    assert state["epoch"] == 20 and state["model"]["conv1.weight"].device.type == "cpu"
+    assert state["epoch"] == 20
+    assert state["model"]["conv1.weight"].device.type == "cpu"
     assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), trained.state_dict().values()))
 
 
@@ -280,7 +285,8 @@ def test_a_save_replaces_the_file_by_renaming_never_by_writing_into_it(tmp_path)
     old = path.read_bytes()
     os.link(path, alias)
     save_checkpoint(path, model, epoch=2)
-    assert alias.read_bytes() == old and load_checkpoint(path)["epoch"] == 2
+    assert alias.read_bytes() == old
+    assert load_checkpoint(path)["epoch"] == 2
     assert os.stat(path).st_ino != os.stat(alias).st_ino
 
 

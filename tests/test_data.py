@@ -10,7 +10,8 @@ from data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, default_dat
 
 @pytest.mark.quick
 def test_reads_the_real_mnist(mnist_train, mnist_test):
-    assert len(mnist_train) == 60000 and len(mnist_test) == 10000
+    assert len(mnist_train) == 60000
+    assert len(mnist_test) == 10000
     assert mnist_train.targets[:10].tolist() == [5, 0, 4, 1, 9, 2, 1, 3, 1, 4]
     assert mnist_test.targets[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     pixels = mnist_train.data.float() / 255
@@ -22,7 +23,8 @@ def test_reads_the_real_mnist(mnist_train, mnist_test):
 @pytest.mark.quick
 def test_subset_keeps_the_first_samples():
     subset = load_mnist(DATA_DIR, train=False, subset=100)
-    assert len(subset) == 100 and subset[0][1] == 7
+    assert len(subset) == 100
+    assert subset[0][1] == 7
 
 
 def offline(monkeypatch):
@@ -41,9 +43,11 @@ def test_offline_without_data_says_what_to_do_and_leaves_nothing(tmp_path, monke
     message = str(error.value)
     assert len(message.splitlines()) == 1
     assert os.path.join(str(tmp_path), "nested", "data", "MNIST", "raw") in message  # the absolute path
-    assert "MNIST_DATA_DIR to the absolute path" in message and all(name in message for name in RAW_FILES)
+    assert "MNIST_DATA_DIR to the absolute path" in message
+    assert all(name in message for name in RAW_FILES)
     reason = re.search(r"could not be downloaded \((.*)\): put the four files", message).group(1)
-    assert reason.strip() and "Error downloading" not in reason  # the cause itself, never an empty reason
+    assert reason.strip()
+    assert "Error downloading" not in reason  # the cause itself, never an empty reason
     assert list(tmp_path.iterdir()) == []  # no half-written files, not even the folders made for the download
 
 

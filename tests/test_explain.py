@@ -22,7 +22,8 @@ NET_FIELDS = [("conv1", (32, 26, 26), 3, 1), ("conv2", (64, 24, 24), 5, 1), ("po
 def square(rows):
     """(layer, shape, rf, jump) of receptive_fields' rows, whose fields are square."""
     for row in rows:
-        assert row["rf"][0] == row["rf"][1] and (row["jump"] is None or row["jump"][0] == row["jump"][1])
+        assert row["rf"][0] == row["rf"][1]
+        assert row["jump"] is None or row["jump"][0] == row["jump"][1]
     return [(r["layer"], r["shape"], r["rf"][0], r["jump"] and r["jump"][0]) for r in rows]
 
 
@@ -176,7 +177,9 @@ def test_a_merge_of_branches_of_other_shapes_reads_the_union_of_their_boxes():
                 top, left, bottom, right = explain.receptive_field_box(fields[name], row, col)
                 pictures_of[name][top:bottom + 1, left:right + 1, row, col] = True
     assert torch.equal(measured, pictures_of["wide"] | pictures_of["tall"])
-    assert fields["wide"]["rf"] == (1, 7) and fields["tall"]["rf"] == (7, 1) and fields["cat1"]["rf"] == (7, 7)
+    assert fields["wide"]["rf"] == (1, 7)
+    assert fields["tall"]["rf"] == (7, 1)
+    assert fields["cat1"]["rf"] == (7, 7)
     assert measured[:, :, 13, 13].sum() == 13  # a cross in its 7x7 box
     ys, xs = torch.meshgrid(torch.arange(28), torch.arange(28), indexing="ij")
     for row, col in ((0, 0), (0, 13), (27, 27)):
@@ -200,14 +203,16 @@ def test_activations_are_the_models_own_intermediate_values(shipped, test_digits
     assert list(outputs) == list(expected)
     for name, value in expected.items():
         assert torch.equal(outputs[name], value), name
-    assert not shipped._forward_hooks and not shipped.conv1._forward_hooks  # nothing left attached
+    assert not shipped._forward_hooks
+    assert not shipped.conv1._forward_hooks  # nothing left attached
 
 
 @pytest.mark.quick
 def test_attribution_answers_for_any_digit(shipped, test_digits):
     images, labels = test_digits[0][:4], test_digits[1][:4]
     maps = explain.attribution(shipped, images, labels)
-    assert maps.shape == (4, 28, 28) and maps.dtype == torch.float32
+    assert maps.shape == (4, 28, 28)
+    assert maps.dtype == torch.float32
     other = explain.attribution(shipped, images, (labels + 1) % 10)  # "why not this one?"
     assert not torch.allclose(maps, other)
     with pytest.raises(ValueError, match="Unknown attribution method 'lime': use one of integrated_gradients"):
@@ -218,7 +223,8 @@ def test_the_default_attribution_is_faithful_by_deletion(shipped, test_digits):
     images, labels = test_digits
     maps = explain.attribution(shipped, images, labels)
     left, random_left = explain.deletion_test(shipped, images, labels, maps)
-    assert left <= 0.30 and left < random_left - 0.3, (left, random_left)
+    assert left <= 0.30, (left, random_left)
+    assert left < random_left - 0.3, (left, random_left)
     gradcam_left, _ = explain.deletion_test(shipped, images, labels,
                                             explain.attribution(shipped, images, labels, "gradcam"))
     assert gradcam_left > random_left  # Grad-CAM on conv4, the last, is worse than chance here
@@ -232,7 +238,8 @@ def test_deletion_test_deletes_what_it_says(shipped, test_digits):
     with torch.no_grad():
         before = shipped(images).exp().gather(1, labels[:, None]).mean().item()
     assert left_nothing == pytest.approx(before, abs=0.02)  # deleting black pixels changes nothing
-    assert left_ink < before and random_left < before
+    assert left_ink < before
+    assert random_left < before
 
 
 @pytest.mark.quick
@@ -299,7 +306,8 @@ def test_the_faithfulness_table_has_a_row_per_method_from_its_own_deletion_test(
     assert [row[0] for row in rows] == ["saliency", "integrated_gradients"]
     for method, left, random_left, seconds in rows:
         expected = explain.deletion_test(shipped, images, labels, explain.attribution(shipped, images, labels, method))
-        assert (left, random_left) == pytest.approx(expected) and seconds > 0
+        assert (left, random_left) == pytest.approx(expected)
+        assert seconds > 0
 
 
 @pytest.mark.quick
@@ -314,7 +322,8 @@ def test_a_field_past_the_image_reads_as_all_of_it_and_its_textbook_figure_is_sa
     """ResidualNet's mean over every position of padded maps: a textbook field of 37x37 on a 28x28 digit."""
     table = explain.receptive_field_table(zoo.ResidualNet()).splitlines()
     pooled = next(line for line in table if line.startswith("pool1 "))
-    assert "all 28x28" in pooled and "37x37" not in pooled, pooled
+    assert "all 28x28" in pooled, pooled
+    assert "37x37" not in pooled, pooled
     assert table[-1] == ("clipped to the 28x28 image: the textbook field of pool1 is 37x37, reaching past the "
                          "image's edges, where there are no pixels to read")
 

@@ -24,7 +24,9 @@ def test_images():
 
 
 def test_the_page_s_model_gives_the_shipped_weights_answers_on_the_test_set(test_images):
-    assert test_images.shape == (10000, 1, 28, 28) and test_images.min() == 0 and test_images.max() == 1
+    assert test_images.shape == (10000, 1, 28, 28)
+    assert test_images.min() == 0
+    assert test_images.max() == 1
     agree, count, largest = export.parity(PAGE_MODEL, predict.load_model(), test_images)
     assert (agree, count) == (10000, 10000)
     assert largest < 1e-4
@@ -44,7 +46,8 @@ def test_networks_of_other_kinds_export_with_their_answers_on_every_test_image(n
             module.running_var.uniform_(0.5, 2.0)
     export.export_onnx(model, str(tmp_path / "net.onnx"))
     agree, count, largest = export.parity(str(tmp_path / "net.onnx"), model, test_images)
-    assert (agree, count) == (10000, 10000) and largest < 1e-4, (agree, largest)
+    assert (agree, count) == (10000, 10000), (agree, largest)
+    assert largest < 1e-4, (agree, largest)
     print(f"{network}: {agree} of {count} answers the same, largest difference {largest:.1e}")
 
 
@@ -61,7 +64,8 @@ def test_an_export_of_other_weights_gives_their_answers(tmp_path, test_images, c
     assert re.fullmatch(r"onnxruntime and PyTorch give the same answer on 10000 of 10000 MNIST test images; "
                         r"largest difference of any score \d\.\de-\d\d", checked), checked
     agree, count, largest = export.parity(str(output), model, test_images[:2000])
-    assert (agree, count) == (2000, 2000) and largest < 1e-4
+    assert (agree, count) == (2000, 2000)
+    assert largest < 1e-4
     batch = export.run_onnx(str(output), test_images[:3].numpy())  # any batch size
     assert batch.shape == (3, 10)
 
@@ -71,7 +75,9 @@ def test_the_parity_check_says_no_for_a_file_of_other_weights(tmp_path, test_ima
     exported, other = networks.build().eval(), networks.build().eval()
     export.export_onnx(exported, str(tmp_path / "net.onnx"))
     agree, count, largest = export.parity(str(tmp_path / "net.onnx"), other, test_images[:500])
-    assert count == 500 and agree < 500 and largest > 1e-2
+    assert count == 500
+    assert agree < 500
+    assert largest > 1e-2
 
 
 @pytest.mark.quick
@@ -90,7 +96,8 @@ def test_a_checkpoint_of_another_network_gets_one_sentence_and_no_file(tmp_path,
     torch.save(torch.nn.Linear(4, 2).state_dict(), weights)
     assert export.main(["--checkpoint", str(weights), "--output", str(tmp_path / "net.onnx")]) == 1
     error = capsys.readouterr().err
-    assert error.startswith(f"export.py: {weights}") and len(error.strip().splitlines()) == 1
+    assert error.startswith(f"export.py: {weights}")
+    assert len(error.strip().splitlines()) == 1
     assert sorted(os.listdir(tmp_path)) == ["linear.pt"]
 
 
@@ -109,7 +116,8 @@ def test_a_failed_export_leaves_the_old_file_whole(tmp_path):
     output.write_bytes(b"the previous export")
     with pytest.raises(Exception):
         export.export_onnx(torch.nn.Conv2d(3, 1, 3), str(output))  # a network that cannot take a digit
-    assert output.read_bytes() == b"the previous export" and os.listdir(tmp_path) == ["net.onnx"]
+    assert output.read_bytes() == b"the previous export"
+    assert os.listdir(tmp_path) == ["net.onnx"]
 
 
 @pytest.mark.quick

@@ -12,7 +12,7 @@ import nbformat
 import pytest
 
 from browser import CHROMIUM
-from helpers import copy_of_repository, free_port
+from helpers import copy_of_repository, free_port, stop
 
 pytest.importorskip("jupyterlab", reason="JupyterLab is not installed: pip install -r requirements/dev.txt")
 pytestmark = pytest.mark.skipif(not os.path.exists(CHROMIUM), reason=f"{CHROMIUM} is missing: apt-get install chromium")
@@ -55,12 +55,7 @@ def jupyterlab(tmp_path):
     try:
         yield f"http://127.0.0.1:{port}/lab/tree/S5.ipynb", repo
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:  # a busy machine: the server still shutting its kernels down
-            server.kill()
-            server.wait()
+        stop(server)  # a busy machine: the server may still be shutting its kernels down
 
 
 def digest(path):
@@ -119,10 +114,13 @@ def test_run_all_in_jupyterlab_shows_the_bar_moving_and_every_plot(jupyterlab):
             seen, cells = restart_and_run_all(page)
             partial = [p for p in seen if p != "100"]
             print(f"run {run}: the bar showed {seen}")
-            assert len(partial) >= 2 and seen[-1] == "100", f"run {run}: the bar showed {seen}"
+            assert len(partial) >= 2, f"run {run}: the bar showed {seen}"
+            assert seen[-1] == "100", f"run {run}: the bar showed {seen}"
             text = "\n".join(out for _, out in cells)
-            assert "Traceback" not in text and not re.search(r"^\w+(Error|Exception)\b", text, re.M), text[-3000:]
-            assert "Test set: Average loss" in text and "1 epochs in" in text
+            assert "Traceback" not in text, text[-3000:]
+            assert not re.search(r"^\w+(Error|Exception)\b", text, re.M), text[-3000:]
+            assert "Test set: Average loss" in text
+            assert "1 epochs in" in text
             assert page.locator(".jp-OutputArea-output img").count() == 6  # and the feature maps and attributions
         browser.close()
     assert digest(repo / "s5_net.pt") == shipped  # Run All trains into my_s5_net.pt, never the shipped weights

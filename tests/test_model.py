@@ -54,7 +54,8 @@ def test_output_is_log_probabilities():
 def test_wrong_input_shape_raises_a_clear_error(shape):
     with pytest.raises(ValueError) as err:
         Net()(torch.zeros(shape))
-    assert "(N, 1, 28, 28)" in str(err.value) and str(tuple(shape)) in str(err.value)
+    assert "(N, 1, 28, 28)" in str(err.value)
+    assert str(tuple(shape)) in str(err.value)
 
 
 @pytest.mark.quick

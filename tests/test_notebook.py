@@ -44,8 +44,10 @@ def test_the_original_notebook_cells_run_against_the_modules(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "Epoch 1" in run.stdout
     assert re.search(r"Test set: Average loss: \d\.\d{4}, Accuracy: \d+/512 \(\d+\.\d\d%\)", run.stdout)
-    assert "Total params: 593,200" in run.stdout and "summary returned 593200" in run.stdout
-    assert "Train: Loss=" in run.stderr and "Batch_id=1 " in run.stderr
+    assert "Total params: 593,200" in run.stdout
+    assert "summary returned 593200" in run.stdout
+    assert "Train: Loss=" in run.stderr
+    assert "Batch_id=1 " in run.stderr
 
 
 @pytest.mark.mnist
@@ -57,8 +59,11 @@ def test_the_fast_path_notebook_runs_headless(tmp_path):
     executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
     epochs, accuracy = check_executed(executed, fast=True, epochs=2)
     state = read_record(weights)
-    assert epochs == "2" and state["epoch"] == 2 and f"{state['test_accuracy']:.2f}" == accuracy
-    assert len(state["history"]["test_acc"]) == 2 and len(state["history"]["epoch_seconds"]) == 2
+    assert epochs == "2"
+    assert state["epoch"] == 2
+    assert f"{state['test_accuracy']:.2f}" == accuracy
+    assert len(state["history"]["test_acc"]) == 2
+    assert len(state["history"]["epoch_seconds"]) == 2
 
 
 def test_committed_notebook_carries_a_full_run_above_99_2():
@@ -71,7 +76,8 @@ def test_committed_notebook_carries_a_full_run_above_99_2():
     assert not [o for c in code for o in c.outputs if o.output_type == "error"]
     text = outputs_text(notebook)
     epochs, accuracy = FINAL.search(text).groups()
-    assert epochs == "20" and float(accuracy) >= 99.2
+    assert epochs == "20"
+    assert float(accuracy) >= 99.2
     assert "fast path: False" in text  # the faithful original pipeline
     assert os.path.getsize(NOTEBOOK) < 600_000  # one final progress line per epoch, not every refresh
     assert not any("\r" in o["text"] for o in outputs_of(notebook, "stderr"))

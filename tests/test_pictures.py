@@ -28,7 +28,8 @@ def red_box(picture):
 def test_the_input_picture_shows_the_grey_levels_the_network_read(mnist_test):
     digit = mnist_test.data[0].numpy()
     picture = pictures.input_picture(normalized(digit))
-    assert picture.shape == (280, 280, 3) and picture.dtype == np.uint8
+    assert picture.shape == (280, 280, 3)
+    assert picture.dtype == np.uint8
     for channel in range(3):  # each input pixel a 10x10 block of its own grey level, unsmoothed
         assert np.array_equal(picture[..., channel], np.kron(digit, np.ones((10, 10), np.uint8)))
 
@@ -41,7 +42,8 @@ def test_the_input_picture_outlines_a_box_and_nothing_else(mnist_test):
     outline = np.zeros((280, 280), bool)
     outline[60:200, 100:240] = True
     outline[62:198, 102:238] = False  # two pixels wide
-    assert (boxed[outline] == RED).all() and np.array_equal(boxed[~outline], plain[~outline])
+    assert (boxed[outline] == RED).all()
+    assert np.array_equal(boxed[~outline], plain[~outline])
 
 
 def viridis(values, high):
@@ -63,7 +65,8 @@ def test_a_feature_map_grid_shows_each_map_after_its_relu_on_one_scale():
         centres = [int((k + 0.5) * TILE / 8) for k in range(8)]  # unsmoothed: each block's centre is its unit
         assert np.array_equal(tile[np.ix_(centres, centres)], expected), f"map {i}"
     bar = grid[TILE + pictures.LABEL:]
-    assert np.array_equal(bar[2, 4], viridis(0.0, high)[0]) and np.array_equal(bar[2, -5], viridis(high, high)[0])
+    assert np.array_equal(bar[2, 4], viridis(0.0, high)[0])
+    assert np.array_equal(bar[2, -5], viridis(high, high)[0])
 
 
 def test_a_marked_unit_is_outlined_on_its_own_map_only():
@@ -110,7 +113,8 @@ def test_the_attribution_scale_is_symmetric_about_zero_when_most_values_are_nega
     black = torch.full((1, 1, 28, 28), -MNIST_MEAN / MNIST_STD)  # no ink: the colours alone
     picture = pictures.attribution_picture(black, attribution)
     colour = lambda value: (np.asarray(matplotlib.colormaps["RdBu_r"]((value + 1) / 2))[:3] * 255).astype(np.uint8)
-    assert np.array_equal(picture[5, 5], colour(0.0)) and np.array_equal(picture[5, 15], colour(0.25))
+    assert np.array_equal(picture[5, 5], colour(0.0))
+    assert np.array_equal(picture[5, 15], colour(0.25))
     assert np.array_equal(picture[100, 100], colour(-1.0))
     assert np.array_equal(picture[280:], pictures.colour_bar("RdBu_r", -1.0, 1.0, 280, "-1 lowered", "raised +1"))
 
@@ -118,12 +122,14 @@ def test_the_attribution_scale_is_symmetric_about_zero_when_most_values_are_nega
 def test_a_digit_grid_has_room_for_each_picture():
     for count, cols, rows in [(1, 5, 1), (5, 5, 1), (6, 5, 2), (20, 5, 4), (0, 5, 1)]:
         fig, axes = pictures.digit_grid(count, cols)
-        assert len(axes) == count and len(fig.axes) == rows * cols
+        assert len(axes) == count
+        assert len(fig.axes) == rows * cols
         assert not any(ax.axison for ax in fig.axes)
         assert tuple(fig.get_size_inches()) == pytest.approx((2 * cols, 2.3 * rows))  # 2 inches a picture, a title
         matplotlib.pyplot.close(fig)
     fig, axes = pictures.digit_grid(1, cols=1)  # one row of one: still a list of axes
-    assert len(axes) == 1 and not axes[0].axison
+    assert len(axes) == 1
+    assert not axes[0].axison
     matplotlib.pyplot.close(fig)
 
 
@@ -153,7 +159,8 @@ def test_a_feature_map_grid_numbers_each_map_beneath_it_and_scales_maps_below_on
     labels = white_with_text(3 * TILE, pictures.LABEL, [((i * TILE + 3, 1), f"ch {c}", None)
                                                         for i, c in enumerate(channels)])
     assert np.array_equal(grid[TILE:TILE + pictures.LABEL], labels)
-    assert np.array_equal(grid[0, 0], viridis(0.05, 0.3)[0]) and np.array_equal(grid[0, TILE], viridis(0.3, 0.3)[0])
+    assert np.array_equal(grid[0, 0], viridis(0.05, 0.3)[0])
+    assert np.array_equal(grid[0, TILE], viridis(0.3, 0.3)[0])
     assert np.array_equal(grid[TILE + pictures.LABEL:], pictures.colour_bar("viridis", 0.0, 0.3, 3 * TILE,
                                                                              "0 (silent)", "0.30 (strongest here)"))
 
@@ -162,7 +169,9 @@ def test_an_input_outside_the_grey_range_shows_as_black_or_white_never_wrapped()
     grey = torch.full((28, 28), 0.5)
     grey[0, 0], grey[27, 27] = -0.5, 1.5  # what no image gives, but an edited tensor might
     picture = pictures.input_picture(((grey - MNIST_MEAN) / MNIST_STD).view(1, 1, 28, 28))
-    assert (picture[0, 0] == 0).all() and (picture[279, 279] == 255).all() and (picture[140, 140] == 128).all()
+    assert (picture[0, 0] == 0).all()
+    assert (picture[279, 279] == 255).all()
+    assert (picture[140, 140] == 128).all()
 
 
 def test_a_click_on_the_top_row_of_pixels_is_on_the_maps():
@@ -182,16 +191,22 @@ def test_the_confusion_matrix_picture_shows_readable_counts_beside_each_digits_a
     assert np.allclose(ax.get_images()[0].get_array(), matrix.float().log1p().numpy())
     texts = {tuple(t.get_position()): t for t in ax.texts}
     # on a log scale, white on the dark cells (above half the darkest), black elsewhere
-    assert texts[(3, 3)].get_text() == "1000" and texts[(3, 3)].get_color() == "white"
-    assert texts[(5, 3)].get_text() == "20" and texts[(5, 3)].get_color() == "black"
-    assert texts[(0, 3)].get_text() == "0" and texts[(0, 3)].get_color() == "black"
+    assert texts[(3, 3)].get_text() == "1000"
+    assert texts[(3, 3)].get_color() == "white"
+    assert texts[(5, 3)].get_text() == "20"
+    assert texts[(5, 3)].get_color() == "black"
+    assert texts[(0, 3)].get_text() == "0"
+    assert texts[(0, 3)].get_color() == "black"
     assert all((t.get_ha(), t.get_va(), t.get_fontsize()) == ("center", "center", 8) for t in ax.texts)
     assert (ax.get_xlabel(), ax.get_ylabel(), ax.get_title()) == ("predicted digit", "true digit",
                                                                    "Confusion matrix (test set)")
-    assert list(ax.get_xticks()) == list(range(10)) and list(ax.get_yticks()) == list(range(10))
+    assert list(ax.get_xticks()) == list(range(10))
+    assert list(ax.get_yticks()) == list(range(10))
     assert [round(p.get_width(), 2) for p in bar.patches] == [100.0] * 3 + [98.04] + [100.0] * 6
-    assert bar.texts[3].get_text() == " 98.04%" and bar.texts[3].get_position() == (pytest.approx(98.04, abs=0.01), 3)
-    assert bar.get_xlim() == pytest.approx((96.04, 100.5), abs=0.01) and bar.yaxis_inverted()
+    assert bar.texts[3].get_text() == " 98.04%"
+    assert bar.texts[3].get_position() == (pytest.approx(98.04, abs=0.01), 3)
+    assert bar.get_xlim() == pytest.approx((96.04, 100.5), abs=0.01)
+    assert bar.yaxis_inverted()
     assert list(bar.get_yticks()) == list(range(10))
     assert (bar.get_xlabel(), bar.get_title()) == ("accuracy (%)", "Accuracy per digit")
     matplotlib.pyplot.close(figure)

@@ -62,7 +62,9 @@ def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
     image = user_image(mnist_test.data[0], np.random.default_rng(1), 64, "L")  # a 7
     image.save(tmp_path / "seven.png")
     from_path = predict.predict(str(tmp_path / "seven.png"))
-    assert from_path[0] == 7 and len(from_path[1]) == 10 and sum(from_path[1]) == pytest.approx(1, abs=1e-5)
+    assert from_path[0] == 7
+    assert len(from_path[1]) == 10
+    assert sum(from_path[1]) == pytest.approx(1, abs=1e-5)
     assert predict.predict(image) == from_path
     assert predict.predict(np.asarray(image)) == from_path
     assert predict.predict(np.asarray(image.convert("RGB"))) == from_path
@@ -90,7 +92,8 @@ def test_the_centre_of_mass_lands_on_pixel_14_14_and_a_shift_on_the_page_changes
         page.paste(ink, (30, 20))
         prepared = predict.preprocess(page)
         row, col = centre_of_mass(prepared)
-        assert abs(row - 14) <= 0.5 and abs(col - 14) <= 0.5, (index, row, col)  # as MNIST's digits
+        assert abs(row - 14) <= 0.5, (index, row, col)
+        assert abs(col - 14) <= 0.5, (index, row, col)  # as MNIST's digits
         for dx, dy in [(1, 0), (0, 1), (-1, -1), (17, 9)]:
             moved = Image.new("L", page.size, 255)
             moved.paste(ink, (30 + dx, 20 + dy))
@@ -143,7 +146,10 @@ def test_preprocess_is_the_mnist_recipe_to_the_pixel(mnist_test):
             torch.testing.assert_close(restored, torch.from_numpy(expected), atol=1e-5, rtol=0,
                                        msg=f"glyph {glyph.shape}, ink {ink}, paper {paper}")
     (top0, _), (top1, _), (_, left2), (_, left3) = clamped[-4:]
-    assert top0 < 0 and top1 > 28 - 20 and left2 < 0 and left3 > 28 - 20  # each wedge asks beyond one edge
+    assert top0 < 0
+    assert top1 > 28 - 20
+    assert left2 < 0
+    assert left3 > 28 - 20  # each wedge asks beyond one edge
 
 
 @pytest.mark.quick
@@ -209,7 +215,9 @@ def test_cli_answers_every_image_and_names_each_bad_one(mixed_images, run_cli):
     assert "Traceback" not in run.stderr
     digit, p = predict.predict(mixed_images[0])
     top = sorted(range(10), key=lambda d: -p[d])[:3]
-    assert digit == 2 and top[0] == 2 and p[top[1]] > p[top[2]] > max(p[d] for d in range(10) if d not in top)
+    assert digit == 2
+    assert top[0] == 2
+    assert p[top[1]] > p[top[2]] > max(p[d] for d in range(10) if d not in top)
     assert run.stdout == (f"{mixed_images[0]}: 2 ({p[2]:.1%}); top three: 2 {p[2]:.1%}, {top[1]} {p[top[1]]:.1%}, "
                           f"{top[2]} {p[top[2]]:.1%}\n")
     errors = run.stderr.strip().splitlines()
@@ -230,9 +238,11 @@ def test_cli_json(mixed_images, run_cli):
     assert run.returncode == 1
     answers = json.loads(run.stdout)
     assert [a["path"] for a in answers] == mixed_images[:3]
-    assert answers[0]["digit"] == 2 and len(answers[0]["probabilities"]) == 10
+    assert answers[0]["digit"] == 2
+    assert len(answers[0]["probabilities"]) == 10
     assert sum(answers[0]["probabilities"]) == pytest.approx(1, abs=1e-4)
-    assert set(answers[1]) == {"path", "error"} and "no such file" in answers[1]["error"]
+    assert set(answers[1]) == {"path", "error"}
+    assert "no such file" in answers[1]["error"]
     assert run_cli("--json", mixed_images[0]).returncode == 0
 
 
@@ -240,8 +250,10 @@ def test_the_script_runs_as_a_command(mixed_images):
     """From another folder than the repository's: the shipped weights are found all the same."""
     run = subprocess.run([sys.executable, os.path.join(ROOT, "predict.py"), *mixed_images[:2]], capture_output=True,
                          text=True, timeout=120, cwd=os.path.dirname(mixed_images[0]))
-    assert run.returncode == 1 and "Traceback" not in run.stderr
-    assert run.stdout.startswith(mixed_images[0] + ": 2 (") and run.stderr.startswith(mixed_images[1] + ": no such file")
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    assert run.stdout.startswith(mixed_images[0] + ": 2 (")
+    assert run.stderr.startswith(mixed_images[1] + ": no such file")
 
 
 def test_a_reader_that_stops_early_gets_no_traceback(mixed_images):
@@ -251,7 +263,8 @@ def test_a_reader_that_stops_early_gets_no_traceback(mixed_images):
     assert reader.stdout.read(100).startswith(b"[")
     reader.stdout.close()
     error = reader.stderr.read().decode()
-    assert reader.wait(timeout=120) == 1 and error == ""
+    assert reader.wait(timeout=120) == 1
+    assert error == ""
 
 
 def test_cli_help_shows_the_usage_and_each_option(capsys):
@@ -273,13 +286,16 @@ def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path, run_cli):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"PK\x03\x04 not really a checkpoint")
     run = run_cli("--checkpoint", str(broken), mixed_images[0])
-    assert run.returncode == 1 and "Traceback" not in run.stderr
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [run.stderr.strip()]
     assert "broken.pt is not a readable PyTorch checkpoint" in run.stderr
     foreign = tmp_path / "foreign.pt"
     torch.save(torch.nn.Linear(3, 3).state_dict(), foreign)
     run = run_cli("--checkpoint", str(foreign), mixed_images[0])
-    assert run.returncode == 1 and "does not fit model:Net" in run.stderr and "Traceback" not in run.stderr
+    assert run.returncode == 1
+    assert "does not fit model:Net" in run.stderr
+    assert "Traceback" not in run.stderr
 
 
 @pytest.mark.quick

@@ -36,7 +36,9 @@ def test_the_readme_quick_look_learns_and_changes_no_tracked_file(tmp_path):
     executed = nbformat.read(str(copy / "S5.out.ipynb"), as_version=4)
     epochs, accuracy = check_executed(executed, fast=True, epochs=1)
     state = read_record(copy / "my_s5_net.pt")
-    assert epochs == "1" and state["epoch"] == 1 and f"{state['test_accuracy']:.2f}" == match.group(2) == accuracy
+    assert epochs == "1"
+    assert state["epoch"] == 1
+    assert f"{state['test_accuracy']:.2f}" == match.group(2) == accuracy
     assert len(state["history"]["test_acc"]) == 1
 
 
@@ -51,7 +53,8 @@ def test_the_quick_look_offline_without_data_says_what_to_do_in_one_sentence(tmp
     run = subprocess.run([sys.executable, "quicklook.py"], cwd=copy, capture_output=True, text=True, timeout=300, env=env)
     assert run.returncode == 1
     error = run.stderr.strip()
-    assert len(error.splitlines()) == 1 and "Traceback" not in run.stderr, run.stderr[-3000:]
+    assert len(error.splitlines()) == 1, run.stderr[-3000:]
+    assert "Traceback" not in run.stderr, run.stderr[-3000:]
     assert error.startswith(f"quicklook.py: MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'} and could not be "
                             "downloaded (")
     assert "change MNIST_DATA_DIR to the absolute path of a folder that holds them in MNIST/raw/" in error

@@ -15,7 +15,9 @@ def test_the_space_settings_name_the_gradio_it_requires():
     with open(os.path.join(ROOT, "space", "README.md")) as f:
         front_matter = f.read().split("---")[1]
     settings = dict(re.findall(r"^(\w+): *\"?([^\"\n]*)\"?$", front_matter, re.M))
-    assert settings["sdk"] == "gradio" and settings["app_file"] == "app.py" and settings["python_version"] == "3.11"
+    assert settings["sdk"] == "gradio"
+    assert settings["app_file"] == "app.py"
+    assert settings["python_version"] == "3.11"
     with open(os.path.join(ROOT, "space", "requirements.txt")) as f:
         assert f"gradio=={settings['sdk_version']}" in f.read().split()
 
@@ -23,7 +25,8 @@ def test_the_space_settings_name_the_gradio_it_requires():
 @pytest.mark.quick
 def test_the_build_script_names_its_destination():
     run = subprocess.run(["bash", os.path.join(ROOT, "space", "build.sh")], capture_output=True, text=True)
-    assert run.returncode == 2 and run.stderr.startswith("usage: bash space/build.sh DEST")
+    assert run.returncode == 2
+    assert run.stderr.startswith("usage: bash space/build.sh DEST")
 
 
 @pytest.mark.quick

@@ -44,23 +44,29 @@ def test_train_and_test_on_real_mnist(small_loaders, capsys):
     losses = []
     for epoch in range(1, 4):
         accuracy, loss = train(model, "cpu", train_loader, optimizer, criterion)
-        assert isinstance(accuracy, float) and 0 <= accuracy <= 100
-        assert isinstance(loss, float) and loss > 0
+        assert isinstance(accuracy, float)
+        assert 0 <= accuracy <= 100
+        assert isinstance(loss, float)
+        assert loss > 0
         losses.append(loss)
     print("mean train loss per epoch", losses)
-    assert losses[0] > losses[1] > losses[2] and losses[2] < losses[0] - 0.1  # it learns
+    assert losses[0] > losses[1] > losses[2]
+    assert losses[2] < losses[0] - 0.1  # it learns
     progress = capsys.readouterr().err
     bars = [int(i) for i in BAR.findall(progress)]
     # not a terminal: one final line per epoch, reading like the original's log
-    assert bars == [len(train_loader) - 1] * 3 and "\r" not in progress
+    assert bars == [len(train_loader) - 1] * 3
+    assert "\r" not in progress
     assert re.findall(r"Accuracy=(\d+\.\d\d)", progress)[-1] == f"{accuracy:.2f}"  # the epoch's, as returned
 
     test_accuracy, test_loss = evaluate(model, "cpu", test_loader, criterion)
     line = TEST_LINE.search(capsys.readouterr().out)
-    assert line and int(line.group(2)) == 512
+    assert line
+    assert int(line.group(2)) == 512
     assert float(line.group(3)) == pytest.approx(test_accuracy, abs=0.005)
     assert int(line.group(1)) == round(test_accuracy * 512 / 100)
-    assert isinstance(test_loss, float) and 0 < test_loss < losses[0]
+    assert isinstance(test_loss, float)
+    assert 0 < test_loss < losses[0]
     print("test accuracy", test_accuracy)
     assert test_accuracy > 30  # chance is 10%
 
@@ -98,7 +104,8 @@ def test_test_fills_the_incorrect_predictions(mnist_test, capsys):
     assert titles[0] == f"{incorrect['ground_truths'][0]} -> {incorrect['predicted_vals'][0]} " \
                         f"({incorrect['probabilities'][0]:.2f})"
     shown = [ax.get_images()[0] for ax in figure.axes if ax.get_images()]
-    assert len(figure.axes) == 10 and all(image.get_cmap().name == "gray" for image in shown)  # 2 rows of 5
+    assert len(figure.axes) == 10
+    assert all(image.get_cmap().name == "gray" for image in shown)  # 2 rows of 5
     assert (shown[3].get_array() == incorrect["images"][3][0].numpy()).all()
     assert figure._suptitle.get_text() == f"{wrong} misclassified test digits: label -> prediction (probability)"
     matplotlib.pyplot.close(figure)
@@ -109,7 +116,9 @@ def test_confusion_matrix_and_per_class_accuracy(mnist_test):
     model = Net()
     loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(1000)), 512, "cpu")
     matrix = get_confusion_matrix(model, "cpu", loader)
-    assert matrix.shape == (10, 10) and matrix.dtype == torch.int64 and matrix.sum() == 1000
+    assert matrix.shape == (10, 10)
+    assert matrix.dtype == torch.int64
+    assert matrix.sum() == 1000
     assert matrix.sum(dim=1).tolist() == torch.bincount(mnist_test.targets[:1000], minlength=10).tolist()
     correct = sum(GetCorrectPredCount(model(d), t) for d, t in loader)
     assert matrix.diag().sum().item() == correct
@@ -117,7 +126,8 @@ def test_confusion_matrix_and_per_class_accuracy(mnist_test):
     assert accuracy[3].item() == pytest.approx(100 * matrix[3, 3].item() / matrix[3].sum().item())
     figure = plot_confusion_matrix(matrix)
     texts = [t.get_text() for t in figure.axes[0].texts]
-    assert len(texts) == 100 and texts[0] == str(matrix[0, 0].item())
+    assert len(texts) == 100
+    assert texts[0] == str(matrix[0, 0].item())
     assert [t.get_text() for t in figure.axes[0].get_xticklabels()] == [str(d) for d in range(10)]
     matplotlib.pyplot.close(figure)
 
@@ -156,7 +166,8 @@ def test_a_given_train_step_runs_every_step_and_train_only_keeps_the_score(mnist
 
     before = [p.detach().clone() for p in model.parameters()]
     accuracy, loss = train(model, "cpu", batches, optim.SGD(model.parameters(), lr=1.0), nn.CrossEntropyLoss(), step)
-    assert len(taken) == 4 and all(a is b for a, b in zip(taken, batches))
+    assert len(taken) == 4
+    assert all(a is b for a, b in zip(taken, batches))
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # train took no step of its own
     with torch.no_grad():
         predictions = [model(data) for data, _ in batches]
@@ -208,8 +219,10 @@ def test_on_a_terminal_the_bar_refreshes_during_the_epoch(monkeypatch):
     assert child.wait(timeout=60) == 0, shown.decode(errors="replace")
     shown = shown.decode()
     batches = [int(i) for i in BAR.findall(shown)]
-    assert "\r" in shown and batches[-1] == 9
-    assert len(set(batches)) >= 3 and batches == sorted(batches)  # refreshed mid-epoch, counting up
+    assert "\r" in shown
+    assert batches[-1] == 9
+    assert len(set(batches)) >= 3
+    assert batches == sorted(batches)  # refreshed mid-epoch, counting up
 
 
 @pytest.mark.quick
@@ -233,7 +246,8 @@ def test_the_recipes_rotation_is_the_seed_pipelines_with_its_transforms_and_is_r
     assert rotations == [[-7.0, 7.0]]
     assert [t.degrees for t in data.train_transforms.transforms if isinstance(t, transforms.RandomRotation)] == [
         [-15.0, 15.0]]  # the original's
-    assert Recipe().rotation == 15.0 and Recipe(rotation=0).rotation == 0
+    assert Recipe().rotation == 15.0
+    assert Recipe(rotation=0).rotation == 0
     for rotation in (-1.0, 181.0):
         with pytest.raises(ValueError, match=f"The recipe's rotation must be from 0 to 180 degrees, not {rotation}"):
             Recipe(rotation=rotation)

@@ -53,7 +53,8 @@ def test_summary_prints_the_seed_table(make, capsys):
 def test_the_summary_is_made_on_a_copy_and_leaves_the_model_as_it_was(capsys):
     model = Net().to(memory_format=torch.channels_last)
     get_summary(model)
-    assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last) and not model.conv2.weight.is_contiguous()
+    assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
+    assert not model.conv2.weight.is_contiguous()
 
 
 @pytest.mark.quick

@@ -77,7 +77,8 @@ def test_the_page_loads_from_its_own_folder_only(browser, serve):
     requests = []
     page = open_page(browser, serve(), requests)
     assert status(page) == READY
-    assert requests and all(url.startswith("http://127.0.0.1:") for url, _ in requests)
+    assert requests
+    assert all(url.startswith("http://127.0.0.1:") for url, _ in requests)
     total = sum(size for _, size in requests)
     print(f"the page's download: {total:,} bytes in {len(requests)} files: "
           + ", ".join(f"{url.rsplit('/', 1)[1]} {size:,}" for url, size in requests))
@@ -165,14 +166,18 @@ def test_strokes_drawn_with_the_mouse_are_read(browser, serve, tmp_path):
     latencies = [draw(page, digit) for _ in range(7) for digit in STROKES][:20]
     rows = page.query_selector_all("#probabilities tr")
     shown = [float(row.inner_text().split()[-1].rstrip("%")) for row in rows]
-    assert len(shown) == 10 and abs(sum(shown) - 100) < 1 and max(shown) == shown[int(page.inner_text("#answer"))]
+    assert len(shown) == 10
+    assert abs(sum(shown) - 100) < 1
+    assert max(shown) == shown[int(page.inner_text("#answer"))]
     picture = np.asarray(Image.open(io.BytesIO(page.query_selector("#input").screenshot())).convert("L"))
-    assert picture.max() > 200 and picture.min() < 30  # the 28x28 picture shows white ink on black
+    assert picture.max() > 200
+    assert picture.min() < 30  # the 28x28 picture shows white ink on black
     page.screenshot(path=str(tmp_path / "web.png"))
     if os.environ.get("WEB_SCREENSHOT"):
         shutil.copy(tmp_path / "web.png", os.path.join(ROOT, os.environ["WEB_SCREENSHOT"]))
     page.click("#clear")
-    assert page.inner_text("#answer") == "" and status(page) == READY
+    assert page.inner_text("#answer") == ""
+    assert status(page) == READY
     print(f"last stroke to answer: median {1000 * statistics.median(latencies):.0f} ms over {len(latencies)} drawings")
     page.close()
 
@@ -207,7 +212,9 @@ def test_a_digit_touching_the_pads_edges_is_read_as_predict_py_reads_it(browser,
     # a 1 from the top edge to the bottom one, its foot out to the left edge (the brush's round end reaches it)
     pad, picture, answer = drawn_pad(page, [[(0.55, 0.01), (0.55, 0.99)], [(0.01, 0.97), (0.55, 0.97)]])
     ink = np.asarray(pad.convert("L")) < 128
-    assert ink[0].any() and ink[-1].any() and ink[:, 0].any()  # the ink does reach three edges
+    assert ink[0].any()
+    assert ink[-1].any()
+    assert ink[:, 0].any()  # the ink does reach three edges
     assert_read_as_predict_py_reads(pad, picture, answer, predict.load_model())
     page.close()
 
