@@ -125,6 +125,11 @@ def verdict(model, network, recipe, budget, runs):
         if not complete:
             value += f"; stopped after {len(accuracies)} of {run['epochs']} epochs"
         lines.append((f"seed {run['seed']}", value, "holds" if seed_holds(run, budget) else "falls short"))
+    lows = [min(run["test_acc"][-budget.last:]) for run in runs if run["test_acc"]]
+    if lows:
+        lines.append(("seeds hold", f"{sum(seed_holds(run, budget) for run in runs)} of {len(runs)}; the lowest of "
+                      f"each one's last {budget.last}: lowest {min(lows):.2f}, median {statistics.median(lows):.2f}",
+                      ""))
     missing = budget.seeds - len(runs)
     if missing > 0:
         lines.append(("seeds", f"{len(runs)} of {budget.seeds} run", "falls short"))
@@ -223,6 +228,10 @@ def main(argv=None):
     lines, ok = verdict(model, args.network, recipe, budget, runs)
     print()
     print_verdict(lines)
+    minutes = sum(sum(run["epoch_seconds"]) for run in runs) / 60
+    seeds = f"{len(runs)} seed{'s' if len(runs) != 1 else ''}"
+    print(f"budget.py: {args.network}, {seeds} of {recipe.epochs} epochs in {minutes:.0f} min: "
+          f"{'every line holds' if ok else 'falls short'}; the runs are in {args.runs}{os.sep}")
     return 0 if ok else 1
 
 
