@@ -423,6 +423,7 @@ def main(argv=None):
     except networks.NetworkError as e:
         print(f"explain.py: {e}", file=sys.stderr)
         return 1
+    networks.say_recorded_class("explain.py", args, model)
     if args.faithfulness:
         print_faithfulness(model)
     else:

@@ -184,9 +184,14 @@ def from_command_line(parser, argv, program):
     except NetworkError as e:
         print(f"{program}: {e}", file=sys.stderr)
         return args, None
+    say_recorded_class(program, args, model)
+    return args, model
+
+
+def say_recorded_class(program, args, model):
+    """On stderr, the class a command took from the weights' record, where --network did not name one."""
     if args.network is None and args.checkpoint is not None:
         print(f"{program}: {name_of(model)}, as the record of {args.checkpoint} names it", file=sys.stderr)
-    return args, model
 
 
 # What a forward pass is made of, as trace() sees each call.

@@ -179,3 +179,14 @@ def test_predict_given_a_run_alone_says_which_network_it_used(student_file, tmp_
     Image.new("L", (28, 28), 255).save(tmp_path / "blank.png")
     predict.main(["--checkpoint", str(tmp_path / "run.pt"), str(tmp_path / "blank.png")])
     assert f"predict.py: nets_predict:Net, as the record of {tmp_path / 'run.pt'} names it" in capsys.readouterr().err
+
+
+@pytest.mark.quick
+def test_explain_given_a_run_alone_says_which_network_it_used(student_file, tmp_path, capsys):
+    import explain
+    name = student_file("nets_explain", GOOD_HEAD)
+    saved_run(tmp_path / "run.pt", f"{name}:Net")
+    assert explain.main(["--checkpoint", str(tmp_path / "run.pt")]) == 0
+    shown = capsys.readouterr()
+    assert f"explain.py: nets_explain:Net, as the record of {tmp_path / 'run.pt'} names it" in shown.err
+    assert shown.out.startswith("layer "), "the receptive-field table of that network"
