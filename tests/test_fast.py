@@ -215,6 +215,16 @@ def test_the_probe_measures_a_real_convolution_in_both_precisions():
 
 
 @pytest.mark.quick
+def test_the_probe_leaves_the_seeded_random_stream_alone():
+    """It may run between torch.manual_seed and the first training step: the run must draw what it would have."""
+    torch.manual_seed(0)
+    expected = torch.rand(5)
+    torch.manual_seed(0)
+    bf16_time_ratio(batch=2, channels=2, rounds=1)
+    assert torch.equal(torch.rand(5), expected)
+
+
+@pytest.mark.quick
 def test_the_precision_can_be_overridden(monkeypatch):
     monkeypatch.delenv("S5_PRECISION", raising=False)
     assert precision_choice("cpu") == cpu_precision(), "auto is the CPU's own choice"
