@@ -217,8 +217,9 @@ def main(argv=None):
             torch.manual_seed(seed)
             runs.append(train_seed(networks.build(args.network), recipe, seed, train_data, test_data, device,
                                    report=lambda line: print(line, flush=True)))
-            save_run(run_path(args.runs, args.network, seed), args.network, recipe, budget, runs[-1])
-            print(f"seed {seed}: its run is in {run_path(args.runs, args.network, seed)}", flush=True)
+            path = run_path(args.runs, args.network, seed)
+            save_run(path, args.network, recipe, budget, runs[-1])
+            print(f"seed {seed}: its run is in {path}", flush=True)
     except KeyboardInterrupt as interrupt:
         runs.append(getattr(interrupt, "run", None) or {"seed": len(runs) + 1, "epochs": recipe.epochs,
                                                           **{key: [] for key in HISTORY}})
