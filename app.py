@@ -24,9 +24,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-import explain
-import networks
-import pictures
+from s5 import explain
+from s5 import networks
+from s5 import pictures
 from predict import ImageError, preprocess, read_digit
 
 # The sketchpad starts in its image tool, and goes back to it when cleared, and ignores strokes until

@@ -25,12 +25,12 @@ import time
 import torch
 import torch.nn as nn
 
-import networks
-from data import MNISTUnavailable, load_mnist, train_augmentation
-from env import get_device, require
-import fast as fast_module
-from fast import FastPath
-from training import Recipe, Training, add_recipe_options, autocast, recipe_from_args, train
+from s5 import networks
+from s5.data import MNISTUnavailable, load_mnist, train_augmentation
+from s5.env import get_device, require
+from s5 import fast as fast_module
+from s5.fast import FastPath
+from s5.training import Recipe, Training, add_recipe_options, autocast, recipe_from_args, train
 
 device = get_device()
 # What the fast path does beyond holding the data on the device and augmenting whole batches there; --ablation
@@ -349,7 +349,7 @@ def run_ablation(args):
 
 def run_full(args):
     papermill = require("papermill", "papermill")
-    from checkpoint import read_record
+    from s5.checkpoint import read_record
 
     with tempfile.TemporaryDirectory() as tmp:
         weights = os.path.join(tmp, "weights.pt")

@@ -3,7 +3,7 @@
     pip install -r requirements/export.txt
     python export.py                                    # s5_net.pt -> my_s5_net.onnx
     python export.py --checkpoint my_s5_net.pt --output web/s5_net.onnx   # the page's file: name it to replace it
-    python export.py --checkpoint my_net6.pt      # your own network's run: its record names the class
+    python export.py --checkpoint runs/my_nets.Net6-seed1.pt   # your own network's run -> my_nets.Net6.onnx
     python export.py --check                            # also compare with PyTorch on the 10,000 MNIST test images
 
 The file takes a float32 batch "pixels" of shape (N, 1, 28, 28): grey levels in [0, 1], white ink on black, the
@@ -21,9 +21,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-import networks
-from checkpoint import write_atomically
-from data import normalize
+from s5 import networks
+from s5.checkpoint import write_atomically
+from s5.data import normalize
 
 INPUT, OUTPUT = "pixels", "scores"
 
@@ -70,23 +70,25 @@ def parity(path, model, pixels):
 
 
 def mnist_test_pixels():
-    from data import load_mnist
+    from s5.data import load_mnist
     return (load_mnist(train=False).data.float() / 255).unsqueeze(1)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="my_s5_net.onnx", help="the ONNX file to write (default: %(default)s)")
+    parser.add_argument("--output", help="the ONNX file to write (default: named after the network, my_s5_net.onnx for "
+                                         "model:Net, my_nets.Net6.onnx for my_nets:Net6)")
     parser.add_argument("--check", action="store_true", help="compare with PyTorch on the MNIST test set")
     args, model = networks.from_command_line(parser, argv, "export.py")
     if model is None:
         return 1
+    args.output = args.output or networks.file_name(networks.name_of(model), ".onnx")
     if os.path.isdir(args.output) or not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
         print(f"export.py: {args.output} is a folder or lies in a folder that does not exist: name a file "
               "in an existing folder with --output", file=sys.stderr)
         return 1
     if args.check:
-        from data import MNISTUnavailable
+        from s5.data import MNISTUnavailable
         try:  # before writing: a check that cannot run leaves no file behind to be mistaken for a checked one
             pixels = mnist_test_pixels()
         except MNISTUnavailable as e:

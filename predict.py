@@ -20,8 +20,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-import networks
-from data import normalize
+from s5 import networks
+from s5.data import normalize
 
 DEFAULT_WEIGHTS = networks.DEFAULT_WEIGHTS
 MIN_CONTRAST = 0.1  # ink must differ from the background by a tenth of the grey range

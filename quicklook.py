@@ -1,24 +1,22 @@
 """The quick look: S5.ipynb run headless for one epoch of the fast path, ending in one line to check.
 
-    python quicklook.py        # writes S5.out.ipynb (the log and the plots) and my_s5_net.pt
-    python quicklook.py --network my_nets:Net6   # the same for your own network (module:Class)
+    python quicklook.py        # writes S5.out.ipynb (the log and the plots) and my_s5_net.pt (the weights)
+    python quicklook.py --network my_nets:Net6   # the same for your own network (module:Class): my_nets.Net6.pt
 
 One epoch over all 60,000 training images with the original's recipe (batch 512, SGD lr 0.01 momentum 0.9,
 the same augmentation), or the one the network carries (training.Recipe.of), then the 10,000 test images. It
 should end at 90% test accuracy or more: the original reached 92.13% after its first epoch (another network's
 first epoch has no such floor, and the line names none). The full recipe is `papermill S5.ipynb S5.out.ipynb`."""
 import argparse
-import dataclasses
 import os
 import sys
 
-import networks
-from checkpoint import read_record
-from env import require
-from training import Recipe
+from s5 import networks
+from s5.checkpoint import read_record
+from s5.env import require
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NOTEBOOK, EXECUTED, WEIGHTS = "S5.ipynb", "S5.out.ipynb", "my_s5_net.pt"  # in this folder
+NOTEBOOK, EXECUTED = "S5.ipynb", "S5.out.ipynb"  # in this folder, beside the weights (networks.file_name)
 EXPECTED_ACCURACY = 90.0  # the README's promise; the original's first epoch reached 92.13%
 
 
@@ -53,7 +51,8 @@ def closing_line(state):
         verdict = f" (below the expected {EXPECTED_ACCURACY:.0f}%)"
     return (f"Quick look: 1 epoch of {state['network']} on the fast path ({state['precision']}) trained in "
             f"{state['train_seconds']:.0f} s; "
-            f"test accuracy {accuracy:.2f}%{verdict}. The log and the plots: {EXECUTED}")
+            f"test accuracy {accuracy:.2f}%{verdict}. The log and the plots: {EXECUTED}; the weights: "
+            f"{networks.file_name(state['network'])}")
 
 
 def main(argv=None):
@@ -68,12 +67,13 @@ def main(argv=None):
     print(f"Training 1 epoch of {NOTEBOOK} with the fast path: about 1 to 3 minutes on a 2-core CPU...", flush=True)
     # a network in the folder the command runs from is found by the notebook's kernel too
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))
-    recipe = {**dataclasses.asdict(Recipe.of(networks.network_class(args.network))), "epochs": 1}  # the network's own
-    error = run_notebook({"network": args.network, "recipe": recipe, "fast": True, "weights_path": WEIGHTS})
+    weights = networks.file_name(args.network)
+    # one epoch of the recipe the network carries (the notebook reads it)
+    error = run_notebook({"network": args.network, "recipe": {"epochs": 1}, "fast": True, "weights_path": weights})
     if error:
         print(f"quicklook.py: {error}", file=sys.stderr)
         return 1
-    state = read_record(os.path.join(HERE, WEIGHTS))
+    state = read_record(os.path.join(HERE, weights))
     print(closing_line(state))
     return 0 if meets_expectation(state) else 1
 

@@ -5,10 +5,10 @@ import matplotlib.pyplot as plt  # noqa: F401 (the original's cells draw with pl
 import torch
 import torchvision
 
-from env import check_versions, get_device, require  # noqa: F401
-from networks import get_summary  # noqa: F401
-from pictures import plot_confusion_matrix, plot_incorrect, plot_loss  # noqa: F401
-from training import count_correct, get_confusion_matrix, per_class_accuracy, test, train  # noqa: F401
+from s5.env import check_versions, get_device, require  # noqa: F401
+from s5.networks import get_summary  # noqa: F401
+from s5.pictures import plot_confusion_matrix, plot_incorrect, plot_loss  # noqa: F401
+from s5.training import count_correct, get_confusion_matrix, per_class_accuracy, test, train  # noqa: F401
 
 check_versions({"torch": torch.__version__, "torchvision": torchvision.__version__})
 require("torchsummary", "torchsummary")  # get_summary's table: named here, at the notebook's first import

@@ -4,7 +4,7 @@
 # to fp16, and the CPU benchmark on all the machine's cores and on two.
 #
 # Needs: a CUDA GPU, python3 with torch, requirements/dev.txt's packages (or their wheels in .whl/), MNIST (or .gpu_data/*.gz).
-# In detail: the wheels in .whl/ are installed into a temporary folder; MNIST is read where data.py looks for it
+# In detail: the wheels in .whl/ are installed into a temporary folder; MNIST is read where s5/data.py looks for it
 # (MNIST_DATA_DIR), or unpacked from its four files gzipped in .gpu_data/. If one is missing, it says so in one line.
 # GPU_CHECK_DRY_RUN=1 runs every step, tiny, on any device.
 set -euo pipefail
@@ -28,7 +28,7 @@ python3 - <<'PY'
 import importlib.util, os, torch
 missing = [m for m in ("torchvision", "torchsummary", "papermill", "ipykernel", "matplotlib", "tqdm", "pytest")
            if importlib.util.find_spec(m) is None]
-from data import default_data_dir
+from s5.data import default_data_dir
 raw = os.path.join(os.path.abspath(default_data_dir()), "MNIST", "raw", "train-images-idx3-ubyte")
 if missing:
     raise SystemExit(f"gpu_check.sh needs {', '.join(missing)}: pip install -r requirements/dev.txt, or put their "

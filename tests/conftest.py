@@ -15,7 +15,7 @@ from inputs import png_header_only, user_image
 
 matplotlib.use("Agg")  # this process only: notebooks run by the tests keep Jupyter's inline backend
 
-from data import RAW_FILES, load_mnist  # noqa: E402
+from s5.data import RAW_FILES, load_mnist  # noqa: E402
 
 
 MISSING = [name for name in RAW_FILES if not os.path.exists(os.path.join(DATA_DIR, "MNIST", "raw", name))]

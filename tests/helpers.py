@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from data import default_data_dir
+from s5.data import default_data_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DATA_DIR = os.path.abspath(default_data_dir())

@@ -6,8 +6,8 @@ import sys
 import pytest
 
 from helpers import ROOT
-from fast import precision_choice
-from training import precision_name
+from s5.fast import precision_choice
+from s5.training import precision_name
 
 # the precision this machine's fast path uses: the benchmark must measure in it, never in one it emulates
 HERE = precision_name(precision_choice("cpu", "auto")[0])
@@ -106,10 +106,10 @@ def test_without_the_data_offline_it_says_what_to_do_in_one_sentence(tmp_path):
 def test_the_report_names_the_layout_each_network_trains_in(mnist_train):
     import torch
     import benchmark
-    from fast import FastPath
+    from s5.fast import FastPath
     from model import Net
     from small import SmallNet
-    from training import Training
+    from s5.training import Training
     path = FastPath(torch.utils.data.Subset(mnist_train, range(64)), None, "cpu", 64)
     assert benchmark.layout_of(path.training(Net()).step) == "channels_last"
     assert benchmark.layout_of(path.training(SmallNet()).step) == "NCHW"

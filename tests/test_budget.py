@@ -4,11 +4,11 @@ import pytest
 import torch
 
 import budget
-from budget import Budget, verdict
+from s5.budget import Budget, verdict
 from zoo import AssignmentNet
 from model import Net
 from small import SeparableNet, SmallNet
-from training import Recipe
+from s5.training import Recipe
 
 pytestmark = pytest.mark.quick
 
@@ -167,7 +167,7 @@ def test_budget_takes_the_network_as_every_command_does_with_network(capsys):
 
 @pytest.mark.mnist
 def test_each_seed_keeps_its_run_named_after_the_network_and_the_seed(tmp_path, capsys):
-    from checkpoint import read_record
+    from s5.checkpoint import read_record
     assert budget.main(["zoo:AssignmentNet", *TINY, "--seeds", "2", "--parameters", "20000", "--target", "1"]) == 0
     out = capsys.readouterr().out
     for seed in (1, 2):
@@ -182,7 +182,7 @@ def test_each_seed_keeps_its_run_named_after_the_network_and_the_seed(tmp_path, 
 
 @pytest.mark.mnist
 def test_a_seed_that_falls_short_keeps_that_verdict_in_its_run(tmp_path):
-    from checkpoint import read_record
+    from s5.checkpoint import read_record
     assert budget.main(["zoo:AssignmentNet", *TINY, "--parameters", "20000", "--target", "99.99"]) == 1
     assert read_record(str(tmp_path / "runs" / "zoo.AssignmentNet-seed1.pt"))["budget"]["holds"] is False
 
@@ -204,7 +204,7 @@ def test_a_network_carries_its_recipe_and_the_options_change_it():
 def test_a_recipe_with_a_field_recipes_do_not_have_is_refused_in_one_sentence():
     class Typo(Net):
         recipe = {"learning_rate": 0.1}
-    with pytest.raises(ValueError, match="^Typo.recipe names learning_rate, which a recipe does not have: use epochs, "):
+    with pytest.raises(ValueError, match="^The Typo.recipe has no learning_rate: change epochs, "):
         Recipe.of(Typo)
 
 
@@ -231,3 +231,29 @@ def test_the_command_ends_with_one_line_of_the_network_the_verdict_and_where_the
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last.startswith("budget.py: zoo:AssignmentNet, 1 seed of 2 epochs in "), last
     assert last.endswith(" min: falls short; the runs are in runs/"), last
+
+
+@pytest.mark.mnist
+def test_a_seeds_figures_and_weights_are_the_same_one_at_a_time_and_in_parallel(tmp_path):
+    from s5.checkpoint import read_record
+    for jobs in ("1", "2"):
+        assert budget.main(["zoo:AssignmentNet", *TINY, "--seeds", "2", "--target", "1", "--parameters", "20000",
+                            "--jobs", jobs, "--runs", f"jobs{jobs}"]) == 0, f"--jobs {jobs}"
+    for seed in (1, 2):
+        alone, parallel = (read_record(str(tmp_path / f"jobs{jobs}" / f"zoo.AssignmentNet-seed{seed}.pt"))
+                           for jobs in (1, 2))
+        assert alone["history"]["train_losses"] == parallel["history"]["train_losses"], f"seed {seed}'s losses"
+        assert all(torch.equal(alone["model"][name], parallel["model"][name]) for name in alone["model"]), \
+            f"seed {seed}'s weights"
+
+
+@pytest.mark.mnist
+def test_each_seed_trains_on_one_thread_and_its_record_says_so(tmp_path):
+    from s5.checkpoint import read_record
+    assert budget.main(["zoo:AssignmentNet", *TINY, "--target", "1", "--parameters", "20000", "--jobs", "1"]) == 0
+    assert ", 1 thread, " in read_record(str(tmp_path / "runs" / "zoo.AssignmentNet-seed1.pt"))["machine"]
+
+
+def test_jobs_below_one_are_refused_in_one_sentence(capsys):
+    assert budget.main(["zoo:AssignmentNet", *TINY, "--jobs", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "budget.py: --jobs must be 1 or more, not 0"

@@ -11,10 +11,10 @@ import torch.nn as nn
 import torch.optim as optim
 
 from helpers import ROOT
-from checkpoint import CheckpointError, load_checkpoint, read_record, save_checkpoint, save_record
-from fast import FastPath, grad_scaler
+from s5.checkpoint import CheckpointError, load_checkpoint, read_record, save_checkpoint, save_record
+from s5.fast import FastPath, grad_scaler
 from model import Net
-from training import Recipe, train
+from s5.training import Recipe, train
 
 
 class WritesAFile:
@@ -75,7 +75,7 @@ def test_resumed_run_ends_with_the_same_weights(mnist_train, tmp_path):
     resumed = make_run(data, seed=99)
     state = load_checkpoint(path, resumed.model, resumed.optimizer, resumed.scheduler, restore_rng=True)
     assert state["epoch"] == 2
-    assert resumed.scheduler.last_epoch == 2
+    assert resumed.scheduler.scheduler.last_epoch == 2, "StepLR where it stopped"
     run_epochs(resumed, [3], state["history"])
 
     assert state["history"] == straight
@@ -120,7 +120,7 @@ def test_ctrl_c_while_saving_keeps_the_previous_checkpoint_and_no_temporary_file
 KILLED_WHILE_SAVING = """
 import os, random, signal, sys, time
 import torch
-from checkpoint import load_checkpoint, save_checkpoint
+from s5.checkpoint import load_checkpoint, save_checkpoint
 from model import Net
 
 path, model, kills, survived = sys.argv[1], Net(), int(sys.argv[2]), set()

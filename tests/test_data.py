@@ -5,7 +5,7 @@ import urllib.request
 import pytest
 
 from helpers import DATA_DIR
-from data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, default_data_dir, download_failure, load_mnist
+from s5.data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, default_data_dir, download_failure, load_mnist
 
 
 @pytest.mark.quick

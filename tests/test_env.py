@@ -5,8 +5,8 @@ import re
 import pytest
 import torch
 
-import env
-from env import get_device
+from s5 import env
+from s5.env import get_device
 from helpers import ROOT
 
 

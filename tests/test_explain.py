@@ -1,15 +1,16 @@
+import os
+import subprocess
+import sys
+
 import matplotlib
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import explain
-import pictures
-from checkpoint import load_checkpoint
-import data
 import zoo
-import networks
+from s5 import data, explain, networks, pictures
+from s5.checkpoint import load_checkpoint
 from helpers import ROOT
 from model import Net
 
@@ -331,3 +332,11 @@ def test_a_field_past_the_image_reads_as_all_of_it_and_its_textbook_figure_is_sa
 @pytest.mark.quick
 def test_fields_inside_the_image_get_no_note():
     assert explain.receptive_field_table(Net()).splitlines()[-1].startswith("total parameters: ")
+
+
+def test_the_command_run_from_another_folder_prints_nets_table(tmp_path):
+    """Its default network, model:Net, is found beside the command, not in the folder it runs from."""
+    run = subprocess.run([sys.executable, os.path.join(ROOT, "explain.py")], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "conv4  conv           256x8x8            14x14    2x2   295,168" in run.stdout, run.stdout

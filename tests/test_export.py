@@ -10,7 +10,7 @@ pytest.importorskip("onnxruntime", reason="the export's packages are not install
 pytest.importorskip("onnxscript", reason="the export's packages are not installed: pip install -r requirements/export.txt")
 
 import export  # noqa: E402
-import networks  # noqa: E402
+from s5 import networks  # noqa: E402
 import predict  # noqa: E402
 from helpers import ROOT, help_words  # noqa: E402
 from zoo import OTHER_NETWORKS  # noqa: E402
@@ -83,7 +83,8 @@ def test_the_parity_check_says_no_for_a_file_of_other_weights(tmp_path, test_ima
 @pytest.mark.quick
 def test_the_help_names_each_option_and_its_default(capsys):
     words = help_words(export, capsys)
-    assert "--output OUTPUT the ONNX file to write (default: my_s5_net.onnx)" in words
+    assert ("--output OUTPUT the ONNX file to write (default: named after the network, my_s5_net.onnx for model:Net, "
+            "my_nets.Net6.onnx for my_nets:Net6)") in words
     assert "--check compare with PyTorch on the MNIST test set" in words
     assert ("--network NETWORK the network, as module:Class (default: the one the weights' record names, else "
             "model:Net)") in words
@@ -140,3 +141,37 @@ def test_a_folder_named_as_the_output_gets_one_sentence(tmp_path, capsys):
     assert capsys.readouterr().err == (f"export.py: {tmp_path} is a folder or lies in a folder that does not exist: "
                                        "name a file in an existing folder with --output\n")
     assert os.listdir(tmp_path) == [], "nothing written"
+
+
+def test_with_no_output_named_the_file_is_named_after_the_network(tmp_path, capsys, monkeypatch):
+    from s5.checkpoint import save_record
+    from s5.training import Recipe
+    save_record(tmp_path / "run.pt", networks.build("zoo:AssignmentNet"), {"test_acc": [10.0]},
+                network="zoo:AssignmentNet", recipe=Recipe(epochs=1), seed=1, fast=True, precision="fp32",
+                cuda_graph=False, train_seconds=1.0)
+    monkeypatch.chdir(tmp_path)
+    assert export.main(["--checkpoint", "run.pt", "--network", "zoo:AssignmentNet"]) == 0, capsys.readouterr().err
+    assert (tmp_path / "zoo.AssignmentNet.onnx").is_file(), sorted(os.listdir(tmp_path))
+
+
+class DriftingNet(torch.nn.Module):
+    """A network that answers otherwise when PyTorch runs it for inference than when it is exported (Python that
+    branches on how it is called, which an export freezes): the check must find the two apart."""
+
+    def __init__(self):
+        super().__init__()
+        self.scores = torch.nn.Linear(28 * 28, 10)
+
+    def forward(self, x):
+        return self.scores(x.flatten(1)) + 1000 * torch.eye(10)[int(torch.is_inference_mode_enabled())]
+
+
+def test_a_check_that_finds_answers_apart_exits_1(tmp_path, capsys):
+    torch.save(DriftingNet().state_dict(), tmp_path / "drift.pt")
+    code = export.main(["--network", "test_export:DriftingNet", "--checkpoint", str(tmp_path / "drift.pt"),
+                        "--output", str(tmp_path / "drift.onnx"), "--check"])
+    printed = capsys.readouterr()
+    out = printed.out
+    assert code == 1, printed.err
+    agree = re.search(r"give the same answer on (\d+) of 10000 MNIST test images", out)
+    assert agree and int(agree.group(1)) < 10000, out

@@ -10,14 +10,14 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from data import MNIST_MEAN, MNIST_STD, normalize
-from fast import (DeviceLoader, FastPath, augment, bf16_time_ratio, choose_amp_dtype,
+from s5.data import MNIST_MEAN, MNIST_STD, normalize
+from s5.fast import (DeviceLoader, FastPath, augment, bf16_time_ratio, choose_amp_dtype,
                   choose_cpu_precision, cpu_bf16_instructions, cpu_precision, draw_augmentation, grad_scaler,
                   keep_freed_memory, precision_choice, prepare_fast, uses_cuda_graph)
 from model import Net
 from small import SeparableNet
-from training import PRECISIONS, Recipe, Step, Training, train
-from training import test as evaluate  # pytest would collect a function named test
+from s5.training import PRECISIONS, Recipe, Step, Training, train
+from s5.training import test as evaluate  # pytest would collect a function named test
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -84,7 +84,7 @@ def test_the_fast_loader_augments_each_image_as_the_recipe_says(mnist_train):
 
 
 def test_the_batched_augmentation_matches_the_seed_pipelines_pil_transforms_in_distribution(mnist_train):
-    from data import train_transforms
+    from s5.data import train_transforms
     digit = mnist_train.data[7]
     pil = Image.fromarray(digit.numpy())
     torch.manual_seed(0)
@@ -416,7 +416,7 @@ def test_the_door_gives_the_optimizer_and_scheduler_the_recipes_numbers(door):
     assert isinstance(training.optimizer, optim.SGD), type(training.optimizer)
     assert (group["lr"], group["momentum"]) == (0.02, 0.8), "SGD's learning rate and momentum"
     assert group["params"] == list(training.model.parameters()), "the model's own parameters"
-    assert (training.scheduler.step_size, training.scheduler.gamma) == (3, 0.5), "StepLR's"
+    assert (training.scheduler.scheduler.step_size, training.scheduler.scheduler.gamma) == (3, 0.5), "StepLR's"
     for _ in range(3):
         training.scheduler.step()
     assert group["lr"] == pytest.approx(0.01), "StepLR halves the rate after 3 epochs"
@@ -456,12 +456,12 @@ def test_adam_and_onecycle_reach_the_step_which_moves_the_learning_rate_every_ba
     recipe = Recipe(epochs=2, optimizer="adam", lr=0.003, scheduler="onecycle")
     training = door.training(WithBatchNormAndDropout(), recipe, precision="fp32")
     assert isinstance(training.optimizer, optim.Adam), type(training.optimizer)
-    assert training.step.scheduler is training.scheduler, "OneCycleLR steps inside the step"
+    assert training.step.scheduler is training.scheduler.scheduler, "OneCycleLR steps inside the step"
     rates = []
     for _ in range(2):
         one_epoch(training, "cpu")
         rates.append(training.optimizer.param_groups[0]["lr"])
-    assert training.scheduler.last_epoch == 8  # one scheduler step per batch: 2 epochs of 4 batches
+    assert training.scheduler.scheduler.last_epoch == 8, "one scheduler step per batch: 2 epochs of 4 batches"
     assert rates[1] < rates[0] < 0.003  # past its peak, annealing to the end
 
 

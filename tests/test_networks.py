@@ -5,7 +5,7 @@ import textwrap
 import pytest
 
 import budget
-import networks
+from s5 import networks
 
 GOOD_HEAD = """
 import torch
@@ -123,8 +123,8 @@ def test_weights_that_do_not_fit_name_a_few_missing_and_unexpected_keys(tmp_path
 def saved_run(path, network):
     """A finished run's record of `network`, as the notebook saves it, with the network's fresh weights."""
     import torch
-    from checkpoint import save_record
-    from training import Recipe
+    from s5.checkpoint import save_record
+    from s5.training import Recipe
     torch.manual_seed(0)
     model = networks.build(network)
     save_record(str(path), model, {"test_acc": [50.0]}, network=network, recipe=Recipe(epochs=1), seed=1, fast=True,

@@ -1,3 +1,4 @@
+import dataclasses
 import os
 import re
 import subprocess
@@ -7,7 +8,8 @@ import nbformat
 import papermill
 import pytest
 
-from checkpoint import read_record
+from s5.checkpoint import read_record
+from s5.training import Recipe
 from helpers import DATA_DIR, ROOT
 from notebooks import BAR, FINAL, check_executed, outputs_of, outputs_text
 
@@ -64,6 +66,51 @@ def test_the_fast_path_notebook_runs_headless(tmp_path):
     assert f"{state['test_accuracy']:.2f}" == accuracy
     assert len(state["history"]["test_acc"]) == 2
     assert len(state["history"]["epoch_seconds"]) == 2
+
+
+@pytest.fixture(scope="module")
+def own_network_run(tmp_path_factory):
+    """`papermill -p` as a student types it, from a folder of their own: their network, and the recipe's changes as
+    the text -p passes; what the terminal showed, the executed notebook and the folder."""
+    folder = tmp_path_factory.mktemp("own")
+    run = subprocess.run([sys.executable, "-m", "papermill", NOTEBOOK, "out.ipynb", "-p", "network", "small:SeparableNet",
+                          "-p", "recipe", '{"epochs": 1}', "-p", "subset", "512", "-p", "fast", "True"],
+                         cwd=folder, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    assert run.returncode == 0, run.stderr[-3000:]
+    return run, nbformat.read(str(folder / "out.ipynb"), as_version=4), folder
+
+
+@pytest.mark.mnist
+def test_a_recipes_changes_given_with_papermill_p_as_text_are_taken(own_network_run):
+    _, _, folder = own_network_run
+    assert read_record(folder / "small.SeparableNet.pt")["epoch"] == 1, "the one epoch asked for"
+
+
+@pytest.mark.mnist
+def test_the_notebook_trains_a_network_with_the_recipe_it_carries(own_network_run):
+    from small import SeparableNet
+    _, _, folder = own_network_run
+    recorded = read_record(folder / "small.SeparableNet.pt")["recipe"]
+    assert recorded == dataclasses.asdict(Recipe(**{**SeparableNet.recipe, "epochs": 1})), "its own, epochs changed"
+
+
+@pytest.mark.mnist
+def test_the_notebooks_weights_are_named_after_the_network(own_network_run):
+    _, _, folder = own_network_run
+    assert sorted(path.name for path in folder.iterdir()) == ["out.ipynb", "small.SeparableNet.pt"]
+
+
+@pytest.mark.mnist
+def test_a_headless_run_says_its_outcome_in_one_line_on_the_terminal(own_network_run):
+    run, _, folder = own_network_run
+    record = read_record(folder / "small.SeparableNet.pt")
+    lines = [line for line in run.stderr.splitlines() if line.startswith("S5.ipynb: ")]  # beside papermill's bar
+    assert len(lines) == 1, run.stderr[-2000:]
+    line = lines[0]
+    assert line.startswith(f"S5.ipynb: small:SeparableNet, 1 epoch on the fast path ({record['precision']}) in "), line
+    assert line.endswith(f" s: test accuracy {record['test_accuracy']:.2f}%; the budget falls short; the weights are "
+                         "in small.SeparableNet.pt"), line
 
 
 def test_committed_notebook_carries_a_full_run_above_99_2():

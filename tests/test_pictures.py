@@ -6,10 +6,10 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-import pictures
-from data import MNIST_MEAN, MNIST_STD
-from pictures import plot_confusion_matrix, plot_loss
-from training import per_class_accuracy
+from s5 import pictures
+from s5.data import MNIST_MEAN, MNIST_STD
+from s5.pictures import plot_confusion_matrix, plot_loss
+from s5.training import per_class_accuracy
 
 TILE, SCALE, RED = pictures.TILE, pictures.SCALE, list(pictures.RED)
 

@@ -10,12 +10,12 @@ import torch
 from PIL import Image
 
 import predict
-from checkpoint import load_checkpoint, save_checkpoint
+from s5.checkpoint import load_checkpoint, save_checkpoint
 from helpers import ROOT, help_words
 from inputs import user_image
 from zoo import net_with_zero_weights
-from data import MNIST_MEAN, MNIST_STD
-from fast import DeviceLoader
+from s5.data import MNIST_MEAN, MNIST_STD
+from s5.fast import DeviceLoader
 from model import Net
 from utils import GetCorrectPredCount
 

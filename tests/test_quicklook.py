@@ -8,12 +8,12 @@ import nbformat
 import pytest
 
 import quicklook
-from checkpoint import read_record
+from s5.checkpoint import read_record
 from helpers import copy_of_repository, digest
 from notebooks import check_executed
 
 QUICK_LOOK = re.compile(r"^Quick look: 1 epoch of model:Net on the fast path \((bf16|fp32)\) trained in \d+ s; test accuracy "
-                        r"(\d+\.\d\d)% \(as expected\)\. The log and the plots: S5\.out\.ipynb$")
+                        r"(\d+\.\d\d)% \(as expected\)\. The log and the plots: S5\.out\.ipynb; the weights: my_s5_net\.pt$")
 
 
 @pytest.mark.mnist
@@ -65,16 +65,19 @@ def test_the_quick_look_offline_without_data_says_what_to_do_in_one_sentence(tmp
 def test_the_closing_line_says_the_precision_the_time_the_accuracy_and_the_verdict():
     record = {"precision": "bf16", "train_seconds": 21.6, "test_accuracy": 94.386, "network": "model:Net"}
     assert quicklook.closing_line(record) == ("Quick look: 1 epoch of model:Net on the fast path (bf16) trained in 22 s; "
-                                              "test accuracy 94.39% (as expected). The log and the plots: S5.out.ipynb")
+                                              "test accuracy 94.39% (as expected). The log and the plots: S5.out.ipynb; the weights: "
+                                              "my_s5_net.pt")
     assert QUICK_LOOK.match(quicklook.closing_line(record))
     low = quicklook.closing_line({**record, "test_accuracy": 89.994, "precision": "fp32"})
-    assert low.endswith("test accuracy 89.99% (below the expected 90%). The log and the plots: S5.out.ipynb")
+    assert low.endswith("test accuracy 89.99% (below the expected 90%). The log and the plots: S5.out.ipynb; the "
+                        "weights: my_s5_net.pt")
     assert "(as expected)" in quicklook.closing_line({**record, "test_accuracy": 90.0})
     assert not quicklook.meets_expectation({**record, "test_accuracy": 89.994})
     # another network's first epoch has no known floor: the line names none, and the command does not fail
     own = {**record, "network": "small:SmallNet", "test_accuracy": 60.67}
     assert quicklook.closing_line(own) == ("Quick look: 1 epoch of small:SmallNet on the fast path (bf16) trained in "
-                                           "22 s; test accuracy 60.67%. The log and the plots: S5.out.ipynb")
+                                           "22 s; test accuracy 60.67%. The log and the plots: S5.out.ipynb; the "
+                                           "weights: small.SmallNet.pt")
     assert quicklook.meets_expectation(own)
 
 
@@ -84,9 +87,9 @@ def test_the_closing_line_says_the_precision_the_time_the_accuracy_and_the_verdi
 def test_the_exit_status_follows_the_verdict(tmp_path, monkeypatch, capsys, network, accuracy, code):
     """The run's record as the notebook leaves it, with the accuracy given; Net's first epoch below 90% fails the
     command, another network's has no floor to fail."""
-    import networks
-    from checkpoint import save_record
-    from training import Recipe
+    from s5 import networks
+    from s5.checkpoint import save_record
+    from s5.training import Recipe
 
     def run(parameters):  # what the notebook leaves behind, written where the command reads it
         save_record(os.path.join(tmp_path, parameters["weights_path"]), networks.build(network),
@@ -100,10 +103,11 @@ def test_the_exit_status_follows_the_verdict(tmp_path, monkeypatch, capsys, netw
 
 
 @pytest.mark.quick
-def test_the_quick_look_trains_one_epoch_of_the_recipe_the_network_carries(monkeypatch):
+def test_the_quick_look_asks_the_notebook_for_one_epoch_of_the_network_named(monkeypatch):
+    """The notebook trains it with the recipe it carries (tests/test_notebook.py shows that)."""
     asked = {}
     monkeypatch.setattr(quicklook, "run_notebook", lambda parameters: asked.update(parameters) or "stopped here")
     monkeypatch.setenv("PYTHONPATH", os.environ.get("PYTHONPATH", ""))  # main adds its folder; put back after
     assert quicklook.main(["--network", "small:SeparableNet"]) == 1
-    assert asked["recipe"]["epochs"] == 1, "one epoch"
-    assert (asked["recipe"]["lr"], asked["recipe"]["scheduler"]) == (0.6, "onecycle"), "SeparableNet's own"
+    assert (asked["network"], asked["recipe"]) == ("small:SeparableNet", {"epochs": 1}), "one epoch of it"
+    assert asked["weights_path"] == "small.SeparableNet.pt", "the weights named after it"

@@ -37,15 +37,16 @@ def test_the_build_script_run_twice_into_one_folder_gives_the_same_files_and_imp
     space = tmp_path / "space"
     for _ in range(2):
         subprocess.run(["bash", os.path.join(ROOT, "space", "build.sh"), str(space)], check=True, capture_output=True)
-        names = sorted(os.listdir(space))
-    assert all(os.path.isfile(space / name) for name in names)
-    assert all(open(space / name, "rb").read() == open(os.path.join(ROOT, name), "rb").read()
-               for name in names if name not in ("README.md", "requirements.txt"))
-    imported = subprocess.run([sys.executable, "-c", "import os, sys, app; print(' '.join(sorted(name for name, m in "
-                               "sys.modules.items() if os.path.dirname(getattr(m, '__file__', None) or '') == os.getcwd())))"],
+        files = sorted(str(path.relative_to(space)) for path in space.rglob("*") if path.is_file())
+    copied = [name for name in files if name not in ("README.md", "requirements.txt")]
+    assert all(open(space / name, "rb").read() == open(os.path.join(ROOT, name), "rb").read() for name in copied), \
+        "each file as the repository has it"
+    imported = subprocess.run([sys.executable, "-c", "import os, sys, app; print(' '.join(sorted(os.path.relpath("
+                               "m.__file__) for m in sys.modules.values() if (getattr(m, '__file__', None) or '/')"
+                               ".startswith(os.getcwd() + os.sep))))"],
                               cwd=space, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": ""})
     assert imported.returncode == 0, imported.stderr[-2000:]
-    assert {f"{name}.py" for name in imported.stdout.split()} <= set(names)
+    assert set(imported.stdout.split()) <= set(files), "every module app.py imports from the repository is there"
 
 
 def listening_addresses(pid):

@@ -11,15 +11,15 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
-import data
-import training
-from data import load_mnist
-from fast import DeviceLoader
+from s5 import data
+from s5 import training
+from s5.data import load_mnist
+from s5.fast import DeviceLoader
 from helpers import ROOT
 from model import Net
-from pictures import plot_confusion_matrix, plot_incorrect
-from training import Recipe, get_confusion_matrix, per_class_accuracy, train
-from training import test as evaluate  # pytest would collect a function named test
+from s5.pictures import plot_confusion_matrix, plot_incorrect
+from s5.training import Recipe, get_confusion_matrix, per_class_accuracy, train
+from s5.training import test as evaluate  # pytest would collect a function named test
 from utils import GetCorrectPredCount
 
 TEST_LINE = re.compile(r"^Test set: Average loss: \d+\.\d{4}, Accuracy: (\d+)/(\d+) \((\d+\.\d{2})%\)$", re.M)
@@ -180,7 +180,7 @@ def test_a_given_train_step_runs_every_step_and_train_only_keeps_the_score(mnist
 TERMINAL_EPOCH = """
 import time
 import torch, torch.nn as nn, torch.optim as optim
-import data, training
+from s5 import data, training
 from model import Net
 loader = torch.utils.data.DataLoader(data.load_mnist(train=True, transform=data.test_transforms, subset=640),
                                      batch_size=64)

@@ -6,8 +6,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-import data
-from training import per_class_accuracy
+from s5 import data
+from s5.training import per_class_accuracy
 
 SCALE = 10  # each input pixel becomes a 10x10 block: enlarged without smoothing
 TILE = 84  # pixels of one feature map in a grid

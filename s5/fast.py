@@ -12,9 +12,9 @@ import time
 import torch
 import torch.nn.functional as F
 
-import networks
-from data import ROTATION, normalize
-from training import PRECISIONS, Recipe, Step, Training, autocast
+from s5 import networks
+from s5.data import ROTATION, normalize
+from s5.training import PRECISIONS, EpochScheduler, Recipe, Step, Training, autocast
 
 PRECISION_VARIABLE = "S5_PRECISION"
 
@@ -305,5 +305,5 @@ class FastPath:
         step = Step(model, self.device, optimizer, criterion, amp_dtype, grad_scaler(self.device, amp_dtype),
                     scheduler if recipe.per_batch else None, cache_enabled=not graphed)
         batches = CudaGraphSteps(self.train_loader, step) if graphed else self.train_loader
-        return Training(model, optimizer, scheduler, criterion, batches if graphed else step, batches,
-                        self.test_loader, amp_dtype, graphed, precision_reason)
+        return Training(model, self.device, optimizer, EpochScheduler(scheduler, recipe.per_batch), criterion,
+                        batches if graphed else step, batches, self.test_loader, amp_dtype, graphed, precision_reason)

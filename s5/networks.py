@@ -16,12 +16,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from checkpoint import CheckpointError, first_line, fit_failure, load_checkpoint
+from s5.checkpoint import CheckpointError, first_line, fit_failure, load_checkpoint
 
 DEFAULT = "model:Net"
 INPUT_SHAPE = (1, 28, 28)
 CLASSES = 10
-DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "s5_net.pt")  # model:Net's
+DEFAULT_WEIGHTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "s5_net.pt")  # model:Net's
 
 
 class NetworkError(ValueError):
@@ -80,6 +80,12 @@ def network_class(spec):
 def name_of(model):
     """The module:Class of a network instance."""
     return f"{type(model).__module__}:{type(model).__qualname__}"
+
+
+def file_name(network, suffix=".pt"):
+    """The file a command or the notebook writes for `network` when none is named: my_s5_net.pt for the original's
+    Net (never the shipped s5_net.pt), module.Class.pt for another, e.g. my_nets.Net6.pt; suffix '.onnx' for export."""
+    return ("my_s5_net" if network == DEFAULT else network.replace(":", ".")) + suffix
 
 
 def parameter_count(model):
@@ -289,7 +295,7 @@ def get_summary(Net, input_size=INPUT_SHAPE):
     """Prints torchsummary's table for a model class or instance; returns the parameter count.
 
     The table is made on a CPU copy, because torchsummary only knows 'cuda' and 'cpu' and defaults to 'cuda'."""
-    from env import require
+    from s5.env import require
     summary = require("torchsummary", "torchsummary").summary
     model = Net() if isinstance(Net, type) else copy.deepcopy(Net)
     model = model.to("cpu", memory_format=torch.contiguous_format)

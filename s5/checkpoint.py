@@ -150,7 +150,7 @@ def save_record(path, model, history, *, network, recipe, seed, fast, precision,
     the fast path); precision ('bf16', 'fp16' or 'fp32'); cuda_graph (True where each step was a CUDA graph
     replay); train_seconds (the loop over the epochs); machine, the CPU, PyTorch's version and the device trained on
     (env.machine); extra: more plain values, such as the budget a run was checked against (budget.py)."""
-    from env import machine
+    from s5.env import machine
     save_checkpoint(path, model, epoch=len(history["test_acc"]), history=history,
                     test_accuracy=history["test_acc"][-1], network=network,
                     parameters=sum(p.numel() for p in model.parameters()), recipe=dataclasses.asdict(recipe),

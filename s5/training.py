@@ -4,6 +4,7 @@ Every way of training (the original pipeline, the fast path, a CUDA graph replay
 loops over the batches, shows progress and keeps the score."""
 import argparse
 import dataclasses
+import json
 import math
 import os
 import sys
@@ -13,7 +14,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from data import ROTATION
+from s5.data import ROTATION
 
 with warnings.catch_warnings():
     # Without ipywidgets, tqdm.auto warns and falls back to text bars, which is what we want in
@@ -22,8 +23,28 @@ with warnings.catch_warnings():
     from tqdm.auto import tqdm
 
 OPTIMIZERS = ("sgd", "adam")
+HISTORY = ("train_losses", "train_acc", "test_losses", "test_acc", "epoch_seconds")  # a run's lists, one value an epoch
 PRECISIONS = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": None}  # None: plain float32
 SCHEDULERS = ("step", "onecycle")
+
+
+def changed(base, changes, what):
+    """`base` (a frozen dataclass: a Recipe, a budget.Budget) with `changes`, a dict of its fields or that dict as
+    JSON text (papermill's -p passes a dict as text). ValueError in one sentence for anything else; `what` names
+    base in it."""
+    if isinstance(changes, str):
+        try:
+            changes = json.loads(changes)
+        except json.JSONDecodeError:
+            changes = None
+    fields = [field.name for field in dataclasses.fields(base)]
+    if not isinstance(changes, dict):
+        raise ValueError(f"The {what}'s changes must be a dict of its fields, such as {{{fields[0]!r}: "
+                         f"{getattr(base, fields[0])!r}}}, not {changes!r}")
+    unknown = sorted(set(changes) - set(fields))
+    if unknown:
+        raise ValueError(f"The {what} has no {', '.join(unknown)}: change {', '.join(fields)}")
+    return dataclasses.replace(base, **changes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +85,7 @@ class Recipe:
             return fallback or cls()
         if isinstance(carried, cls):
             return carried
-        fields = [field.name for field in dataclasses.fields(cls)]
-        unknown = sorted(set(dict(carried)) - set(fields))
-        if unknown:
-            raise ValueError(f"{network.__name__}.recipe names {', '.join(unknown)}, which a recipe does not have: "
-                             f"use {', '.join(fields)}")
-        return cls(**carried)
+        return changed(cls(), dict(carried), f"{network.__name__}.recipe")
 
     @property
     def per_batch(self):
@@ -271,22 +287,44 @@ def _fill_incorrect(incorrect_pred, batches):
     incorrect_pred["probabilities"] = best_prob[wrong].tolist()
 
 
+class EpochScheduler:
+    """The scheduler as an epoch loop sees it, so that no loop asks which kind it is: step() at an epoch's end steps a
+    StepLR, and leaves alone a OneCycleLR, which the Step has stepped after every batch."""
+
+    def __init__(self, scheduler, per_batch):
+        self.scheduler, self.per_batch = scheduler, per_batch
+
+    def step(self):
+        if not self.per_batch:
+            self.scheduler.step()
+
+    def get_last_lr(self):
+        return self.scheduler.get_last_lr()
+
+    def state_dict(self):
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state):
+        self.scheduler.load_state_dict(state)
+
+
 @dataclasses.dataclass
 class Training:
-    """What a training run hands to train and test, epoch after epoch:
+    """A run's parts, made by a pipeline's door (OriginalPipeline, fast.FastPath) and trained epoch after epoch by
+    fit, the one loop, or by the notebook's cell, which shows the original's:
 
         for epoch in range(1, recipe.epochs + 1):
             train(t.model, device, t.batches, t.optimizer, t.criterion, t.step, epoch)
             test(t.model, device, t.test_loader, t.criterion, amp_dtype=t.amp_dtype)
-            if not recipe.per_batch:
-                t.scheduler.step()
+            t.scheduler.step()
 
-    step: what runs each whole step (a Step, or a CUDA graph replay); batches: what it takes, batch after batch (for
-    a CUDA graph, the indices of each batch). precision names amp_dtype: 'bf16', 'fp16' or 'fp32';
-    precision_reason says why it was chosen (fast.precision_choice)."""
+    scheduler: an EpochScheduler; step: what runs each whole step (a Step, or a CUDA graph replay); batches: what it
+    takes, batch after batch (for a CUDA graph, the indices of each batch). precision names amp_dtype: 'bf16', 'fp16'
+    or 'fp32'; precision_reason says why it was chosen (fast.precision_choice). history: fit's lists (HISTORY)."""
     model: nn.Module
+    device: torch.device
     optimizer: torch.optim.Optimizer
-    scheduler: object
+    scheduler: EpochScheduler
     criterion: nn.Module
     step: object
     batches: object
@@ -294,6 +332,7 @@ class Training:
     amp_dtype: object = None
     cuda_graph: bool = False
     precision_reason: str = "fp32: the original's"
+    history: dict = dataclasses.field(default_factory=lambda: {key: [] for key in HISTORY})
 
     @property
     def precision(self):
@@ -306,7 +345,49 @@ class Training:
         scheduler = recipe.make_scheduler(optimizer, len(train_loader))
         criterion = recipe.make_criterion()
         step = Step(model, device, optimizer, criterion, scheduler=scheduler if recipe.per_batch else None)
-        return cls(model, optimizer, scheduler, criterion, step, train_loader, test_loader)
+        return cls(model, torch.device(device), optimizer, EpochScheduler(scheduler, recipe.per_batch), criterion,
+                   step, train_loader, test_loader)
+
+    def fit(self, epochs, report=None):
+        """The one loop over a whole run: each epoch trains, tests, steps the scheduler and adds its figures and its
+        seconds to history, then tells report(epoch, test accuracy in %). An interrupted fit keeps the epochs that
+        finished; calling it again goes on from there."""
+        for epoch in range(len(self.history["test_acc"]) + 1, epochs + 1):
+            start = time.perf_counter()
+            train_acc, train_loss = train(self.model, self.device, self.batches, self.optimizer, self.criterion,
+                                          self.step, epoch)
+            correct, count, test_loss = evaluate(self.model, self.device, self.test_loader, self.criterion,
+                                                 amp_dtype=self.amp_dtype)
+            self.scheduler.step()
+            for key, value in zip(HISTORY, (train_loss, train_acc, test_loss, 100 * correct / count,
+                                            time.perf_counter() - start)):
+                self.history[key].append(value)
+            if report:
+                report(epoch, 100 * correct / count)
+        return self.history
+
+
+class OriginalPipeline:
+    """The original's way of training behind the same door as fast.FastPath: its DataLoaders (shuffled, two worker
+    processes), then training(model, recipe) makes the run's parts in float32 (precision is the fast path's)."""
+
+    def __init__(self, train_data, test_data, device, batch_size):
+        self.device = torch.device(device)
+        kwargs = {"batch_size": batch_size, "shuffle": True, "num_workers": 2, "pin_memory": self.device.type == "cuda"}
+        self.train_loader = torch.utils.data.DataLoader(train_data, **kwargs)
+        self.test_loader = torch.utils.data.DataLoader(test_data, **kwargs)
+
+    def training(self, model, recipe=Recipe(), precision=None):
+        return Training.plain(model.to(self.device), self.device, self.train_loader, self.test_loader, recipe)
+
+
+def pipeline(train_data, test_data, device, batch_size, fast=False):
+    """The door of the fast path (fast.FastPath) or of the original pipeline: the loaders first, then
+    .training(model, recipe, precision)."""
+    if fast:
+        from s5.fast import FastPath  # fast.py builds on this module
+        return FastPath(train_data, test_data, device, batch_size)
+    return OriginalPipeline(train_data, test_data, device, batch_size)
 
 
 def get_confusion_matrix(model, device, loader, amp_dtype=None):

@@ -1,6 +1,7 @@
 """What this machine and this Python offer the project: the device to train on, the packages' versions, and one
 sentence naming the install command when a package is missing."""
 import importlib
+import os
 import platform
 import re
 
@@ -43,6 +44,11 @@ def get_device():
     return torch.device("cpu")
 
 
+def cores():
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def machine(device="cpu"):
     """What a run was trained on, in one line: the CPU's name (or the GPU's), PyTorch's version."""
     device = torch.device(device)
@@ -56,4 +62,5 @@ def machine(device="cpu"):
                             chip)
         except OSError:
             pass
-    return f"{chip}, {torch.get_num_threads()} threads, PyTorch {torch.__version__}, {device.type}"
+    threads = torch.get_num_threads()
+    return f"{chip}, {threads} thread{'s' * (threads != 1)}, PyTorch {torch.__version__}, {device.type}"
