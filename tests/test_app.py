@@ -20,9 +20,9 @@ from PIL import Image
 gr = pytest.importorskip("gradio", reason="the demo's packages are not installed: pip install -r requirements/app.txt")
 
 import app  # noqa: E402
+import predict  # noqa: E402
 from s5 import explain  # noqa: E402
 from s5 import pictures  # noqa: E402
-import predict  # noqa: E402
 from browser import CHROMIUM, STROKES  # noqa: E402
 from helpers import ROOT, free_port, stop, wait_for_port  # noqa: E402
 from inputs import user_image  # noqa: E402

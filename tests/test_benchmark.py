@@ -5,9 +5,9 @@ import sys
 
 import pytest
 
-from helpers import ROOT
 from s5.fast import precision_choice
 from s5.training import precision_name
+from helpers import ROOT
 
 # the precision this machine's fast path uses: the benchmark must measure in it, never in one it emulates
 HERE = precision_name(precision_choice("cpu", "auto")[0])

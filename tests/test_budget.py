@@ -4,11 +4,11 @@ import pytest
 import torch
 
 import budget
-from s5.budget import Budget, verdict
-from zoo import AssignmentNet
 from model import Net
 from small import SeparableNet, SmallNet
+from s5.budget import Budget, verdict
 from s5.training import Recipe
+from zoo import AssignmentNet
 
 pytestmark = pytest.mark.quick
 

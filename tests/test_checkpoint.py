@@ -10,11 +10,11 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
-from helpers import ROOT
+from model import Net
 from s5.checkpoint import CheckpointError, load_checkpoint, read_record, save_checkpoint, save_record
 from s5.fast import FastPath, grad_scaler
-from model import Net
 from s5.training import Recipe, train
+from helpers import ROOT
 
 
 class WritesAFile:

@@ -4,8 +4,8 @@ import urllib.request
 
 import pytest
 
-from helpers import DATA_DIR
 from s5.data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, default_data_dir, download_failure, load_mnist
+from helpers import DATA_DIR
 
 
 @pytest.mark.quick

@@ -8,11 +8,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import zoo
+from model import Net
 from s5 import data, explain, networks, pictures
 from s5.checkpoint import load_checkpoint
 from helpers import ROOT
-from model import Net
+import zoo
 
 # (layer, output shape, receptive field, jump) of each layer of Net, by hand from the original's table
 NET_FIELDS = [("conv1", (32, 26, 26), 3, 1), ("conv2", (64, 24, 24), 5, 1), ("pool1", (64, 12, 12), 6, 2),

@@ -10,8 +10,8 @@ pytest.importorskip("onnxruntime", reason="the export's packages are not install
 pytest.importorskip("onnxscript", reason="the export's packages are not installed: pip install -r requirements/export.txt")
 
 import export  # noqa: E402
-from s5 import networks  # noqa: E402
 import predict  # noqa: E402
+from s5 import networks  # noqa: E402
 from helpers import ROOT, help_words  # noqa: E402
 from zoo import OTHER_NETWORKS  # noqa: E402
 

@@ -10,12 +10,12 @@ import torchvision.transforms.functional as TF
 from PIL import Image
 from torchvision.transforms import InterpolationMode
 
-from s5.data import MNIST_MEAN, MNIST_STD, normalize
-from s5.fast import (DeviceLoader, FastPath, augment, bf16_time_ratio, choose_amp_dtype,
-                  choose_cpu_precision, cpu_bf16_instructions, cpu_precision, draw_augmentation, grad_scaler,
-                  keep_freed_memory, precision_choice, prepare_fast, uses_cuda_graph)
 from model import Net
 from small import SeparableNet
+from s5.data import MNIST_MEAN, MNIST_STD, normalize
+from s5.fast import (DeviceLoader, FastPath, augment, bf16_time_ratio, choose_amp_dtype,
+                     choose_cpu_precision, cpu_bf16_instructions, cpu_precision, draw_augmentation, grad_scaler,
+                     keep_freed_memory, precision_choice, prepare_fast, uses_cuda_graph)
 from s5.training import PRECISIONS, Recipe, Step, Training, train
 from s5.training import test as evaluate  # pytest would collect a function named test
 

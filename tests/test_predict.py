@@ -9,15 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
+from model import Net
 import predict
+from utils import GetCorrectPredCount
 from s5.checkpoint import load_checkpoint, save_checkpoint
+from s5.data import MNIST_MEAN, MNIST_STD
+from s5.fast import DeviceLoader
 from helpers import ROOT, help_words
 from inputs import user_image
 from zoo import net_with_zero_weights
-from s5.data import MNIST_MEAN, MNIST_STD
-from s5.fast import DeviceLoader
-from model import Net
-from utils import GetCorrectPredCount
 
 
 def test_shipped_weights_reach_their_stated_accuracy(mnist_test):

@@ -11,16 +11,16 @@ import torch
 import torch.nn as nn
 import torch.optim as optim
 
+from model import Net
+from utils import GetCorrectPredCount
 from s5 import data
 from s5 import training
 from s5.data import load_mnist
 from s5.fast import DeviceLoader
-from helpers import ROOT
-from model import Net
 from s5.pictures import plot_confusion_matrix, plot_incorrect
 from s5.training import Recipe, get_confusion_matrix, per_class_accuracy, train
 from s5.training import test as evaluate  # pytest would collect a function named test
-from utils import GetCorrectPredCount
+from helpers import ROOT
 
 TEST_LINE = re.compile(r"^Test set: Average loss: \d+\.\d{4}, Accuracy: (\d+)/(\d+) \((\d+\.\d{2})%\)$", re.M)
 BAR = re.compile(r"Train: Loss=\d+\.\d{4} Batch_id=(\d+) Accuracy=\d+\.\d{2}")

@@ -5,10 +5,10 @@ import sys
 import pytest
 import torch
 
-import utils
-from helpers import ROOT
 from model import Net
+import utils
 from utils import GetCorrectPredCount, get_summary
+from helpers import ROOT
 
 # The original notebook's torchsummary table, row for row, as its published outputs show it.
 SEED_TABLE = """\
