@@ -7,8 +7,8 @@
 
 Each seed trains on the fast path (s5.fast.FastPath) with the network's own recipe (its class attribute `recipe`,
 a dict of s5.training.Recipe's fields; the original's where it has none), changed by the options given, and is
-tested after every epoch. On a CPU the seeds train side by side, one process each (--jobs; as many as the CPU has
-cores), each on one thread whatever --jobs says, since the thread count changes the order of PyTorch's sums and so
+tested after every epoch. On a CPU the seeds train side by side, one process each (--jobs; see its help for how
+many), each on one thread whatever --jobs says, since the thread count changes the order of PyTorch's sums and so
 the figures. The table names the network's parameters, what it uses (batch norm, dropout, global average pooling,
 a linear layer), the receptive field of its last convolution, and for each seed its accuracy over the last epochs,
 its best and its time per epoch. Each seed's run, its weights and record (checkpoint.save_record, with the budget
@@ -21,7 +21,7 @@ import sys
 import time
 
 from s5 import networks
-from s5.budget import SEED_THREADS, Budget, check_seeds, print_verdict, verdict
+from s5.budget import SEED_THREADS, Budget, check_seeds, default_jobs, print_verdict, verdict
 from s5.env import cores
 from s5.training import Recipe, add_recipe_options, precision_name, recipe_from_args
 
@@ -71,8 +71,9 @@ def main(argv=None):
     add_recipe_options(parser, FALLBACK)
     parser.add_argument("--subset", type=int, default=None, help="train and test on the first N images (a dry run)")
     parser.add_argument("--jobs", type=budget_number("--jobs", int), default=None,
-                        help="seeds trained at once, each in a process of its own (default: on a CPU as many as it "
-                             "has cores, up to the seeds; on a GPU 1); a seed's figures are the same either way")
+                        help="seeds trained at once, each in a process of its own (default: on a CPU one per core, or "
+                             "all of them where they do not share out evenly and are at most twice the cores; on a "
+                             "GPU 1); a seed's figures are the same either way")
     parser.add_argument("--runs", default="runs", help="the folder each seed's run goes to, its weights and record, "
                                                         "as network-seedN.pt (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -95,7 +96,7 @@ def main(argv=None):
         print(f"budget.py: {e}", file=sys.stderr)
         return 2
     device = get_device()
-    jobs = args.jobs if args.jobs is not None else min(budget.seeds, cores()) if device.type == "cpu" else 1
+    jobs = args.jobs if args.jobs is not None else default_jobs(budget.seeds, cores()) if device.type == "cpu" else 1
     if jobs < 1:
         print(f"budget.py: --jobs must be 1 or more, not {jobs}", file=sys.stderr)
         return 2

@@ -6,7 +6,7 @@ import torch
 import budget
 from model import Net
 from small import SeparableNet, SmallNet
-from s5.budget import Budget, verdict
+from s5.budget import Budget, default_jobs, verdict
 from s5.training import Recipe
 from zoo import AssignmentNet
 
@@ -252,6 +252,13 @@ def test_each_seed_trains_on_one_thread_and_its_record_says_so(tmp_path):
     from s5.checkpoint import read_record
     assert budget.main(["zoo:AssignmentNet", *TINY, "--target", "1", "--parameters", "20000", "--jobs", "1"]) == 0
     assert ", 1 thread, " in read_record(str(tmp_path / "runs" / "zoo.AssignmentNet-seed1.pt"))["machine"]
+
+
+def test_the_default_jobs_share_seeds_out_evenly_among_the_cores():
+    assert default_jobs(3, 2) == 3, "three seeds on two cores: one round of three, not two rounds"
+    assert default_jobs(4, 2) == 2, "four seeds on two cores: two even rounds of two"
+    assert default_jobs(10, 2) == 2, "ten seeds on two cores: more than twice the cores, one per core"
+    assert default_jobs(1, 2) == 1, "one seed: one process"
 
 
 def test_jobs_below_one_are_refused_in_one_sentence(capsys):
