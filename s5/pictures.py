@@ -124,6 +124,21 @@ def plot_loss(train_losses, train_acc, test_losses, test_acc):
     return fig
 
 
+def plot_runs(histories):
+    """Test accuracy per epoch of several runs, a line each: histories maps a run's label to its history (the
+    record's lists per epoch); returns the figure."""
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(9, 5))
+    for label, history in histories.items():
+        ax.plot(range(1, len(history["test_acc"]) + 1), history["test_acc"], marker=".", label=label)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # epochs are whole
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("test accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize="small")
+    return fig
+
+
 def plot_incorrect(incorrect_pred, count=20, cols=5):
     """A grid of misclassified digits, each titled 'label -> prediction (probability)'."""
     count = min(count, len(incorrect_pred["images"]))
