@@ -168,7 +168,8 @@ def test_budget_takes_the_network_as_every_command_does_with_network(capsys):
 @pytest.mark.mnist
 def test_each_seed_keeps_its_run_named_after_the_network_and_the_seed(tmp_path, capsys):
     from s5.checkpoint import read_record
-    assert budget.main(["zoo:AssignmentNet", *TINY, "--seeds", "2", "--parameters", "20000", "--target", "1"]) == 0
+    assert budget.main(["zoo:AssignmentNet", *TINY, "--seeds", "2", "--parameters", "20000", "--target", "1",
+                        "--jobs", "1"]) == 0
     out = capsys.readouterr().out
     for seed in (1, 2):
         path = tmp_path / "runs" / f"zoo.AssignmentNet-seed{seed}.pt"
