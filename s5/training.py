@@ -32,15 +32,16 @@ def changed(base, changes, what):
     """`base` (a frozen dataclass: a Recipe, a budget.Budget) with `changes`, a dict of its fields or that dict as
     JSON text (papermill's -p passes a dict as text). ValueError in one sentence for anything else; `what` names
     base in it."""
+    given = changes
     if isinstance(changes, str):
         try:
             changes = json.loads(changes)
         except json.JSONDecodeError:
-            changes = None
+            pass  # refused below
     fields = [field.name for field in dataclasses.fields(base)]
     if not isinstance(changes, dict):
         raise ValueError(f"The {what}'s changes must be a dict of its fields, such as {{{fields[0]!r}: "
-                         f"{getattr(base, fields[0])!r}}}, not {changes!r}")
+                         f"{getattr(base, fields[0])!r}}}, not {given!r}")
     unknown = sorted(set(changes) - set(fields))
     if unknown:
         raise ValueError(f"The {what} has no {', '.join(unknown)}: change {', '.join(fields)}")

@@ -1,6 +1,7 @@
 """The one loop over a whole run (Training.fit), the scheduler as an epoch loop steps it, the pipelines' one door,
 and the changes a notebook parameter or a network's recipe names."""
 import json
+import re
 
 import pytest
 import torch
@@ -95,7 +96,8 @@ def test_changes_given_as_json_text_are_the_changes_given_as_a_dict():
 @pytest.mark.quick
 @pytest.mark.parametrize("changes", ["epochs=15", "[15]", 15])
 def test_changes_that_are_not_a_dict_are_refused_in_one_sentence(changes):
-    with pytest.raises(ValueError, match=r"^The recipe's changes must be a dict of its fields, such as \{'epochs': 20\}"):
+    with pytest.raises(ValueError, match=r"^The recipe's changes must be a dict of its fields, such as \{'epochs': 20\}, "
+                                         rf"not {re.escape(repr(changes))}$"):
         changed(Recipe(), changes, "recipe")
 
 
