@@ -6,7 +6,11 @@
 One epoch over all 60,000 training images with the original's recipe (batch 512, SGD lr 0.01 momentum 0.9,
 the same augmentation), or the one the network carries (training.Recipe.of), then the 10,000 test images. It
 should end at 90% test accuracy or more: the original reached 92.13% after its first epoch (another network's
-first epoch has no such floor, and the line names none). The full recipe is `papermill S5.ipynb S5.out.ipynb`."""
+first epoch has no such floor, and the line names none). The full recipe is `papermill S5.ipynb S5.out.ipynb`.
+
+Exit status: 0 when the epoch ran (Net's at 90% or more); 1 when Net's fell below, or the run stopped (no MNIST
+and no way to download it, an error in the notebook); 2 for a network that cannot be built, before any training.
+Each failure is said in one sentence."""
 import argparse
 import os
 import sys
@@ -63,7 +67,7 @@ def main(argv=None):
         networks.build(args.network)  # named before the notebook starts, in one sentence
     except networks.NetworkError as e:
         print(f"quicklook.py: {e}", file=sys.stderr)
-        return 1
+        return 2
     print(f"Training 1 epoch of {NOTEBOOK} with the fast path: about 1 to 3 minutes on a 2-core CPU...", flush=True)
     # a network in the folder the command runs from is found by the notebook's kernel too
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [os.getcwd(), os.environ.get("PYTHONPATH")]))

@@ -103,6 +103,14 @@ def test_the_exit_status_follows_the_verdict(tmp_path, monkeypatch, capsys, netw
 
 
 @pytest.mark.quick
+def test_a_network_that_cannot_be_built_is_refused_in_one_sentence_with_exit_2(monkeypatch, capsys):
+    monkeypatch.setattr(quicklook, "run_notebook", lambda parameters: pytest.fail("the notebook started"))
+    assert quicklook.main(["--network", "my_s7.py:Net7"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("quicklook.py: ") and "my_s7.py:Net7" in err and "\n" not in err, err
+
+
+@pytest.mark.quick
 def test_the_quick_look_asks_the_notebook_for_one_epoch_of_the_network_named(monkeypatch):
     """The notebook trains it with the recipe it carries (tests/test_notebook.py shows that)."""
     asked = {}
