@@ -95,6 +95,7 @@ def restart_and_run_all(page):
     pytest.fail(f"the notebook did not finish within 600 s; the bar showed {seen}")
 
 
+@pytest.mark.server
 @pytest.mark.timeout(1500)  # two Run Alls, each waiting for its state as long as a busy machine needs
 def test_run_all_in_jupyterlab_shows_the_bar_moving_and_every_plot(jupyterlab):
     from playwright.sync_api import sync_playwright
