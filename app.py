@@ -11,7 +11,8 @@ page shows the three likeliest digits beside the 28x28 image the network actuall
 view follows: each convolution's most active feature maps (click a unit to see the input pixels it reads,
 its receptive field) and which pixels raised the score of the answer, or of any digit you pick (explain.py).
 The Upload tab and the API endpoints `predict` and `explain` do the same for an image file. Runs offline: no
-analytics, no share link, no fonts or scripts from other hosts."""
+analytics, no share link, no fonts or scripts from other hosts. Exit status 2 for a network, weights or port that
+cannot be used, said in one sentence before the server starts."""
 import argparse
 import functools
 import os
@@ -234,7 +235,7 @@ def main(argv=None):  # pragma: no mutate block
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _, model = networks.from_command_line(parser, argv, "app.py")
     if model is None:
-        return 1
+        return 2
     demo = make_demo(model)
     # Gradio's own variables, which Hugging Face Spaces and Docker images set to 0.0.0.0 and 7860; a local
     # demo stays on the loopback address unless asked.
@@ -243,7 +244,7 @@ def main(argv=None):  # pragma: no mutate block
     if not port.isdigit():
         print(f"app.py: GRADIO_SERVER_PORT={port!r} is not a port number: set it to one, such as 7860, or unset it",
               file=sys.stderr)
-        return 1
+        return 2
     print(f"S5 digit demo on http://{host}:{port} (Ctrl+C stops it)", flush=True)
     demo.launch(server_name=host, server_port=int(port), share=False, ssr_mode=False, theme=THEME,
                 footer_links=["api"], quiet=True)

@@ -25,7 +25,7 @@ def summary(path, run):
     best = max(range(len(acc)), key=acc.__getitem__)
     seconds = sum(run["history"]["epoch_seconds"]) / len(acc)
     return (f"{path}: {run['network']}, {run['parameters']:,} parameters, seed {run['seed']}, {run['precision']}, "
-            f"{len(acc)} epochs: last {acc[-1]:.2f}, best {acc[best]:.2f} (epoch {best + 1}), {seconds:.1f} s an epoch")
+            f"{len(acc)} epoch{'s' * (len(acc) != 1)}: last {acc[-1]:.2f}, best {acc[best]:.2f} (epoch {best + 1}), {seconds:.1f} s an epoch")
 
 
 def accuracy_table(runs):

@@ -6,7 +6,9 @@ which pixels drove an answer, with a measurement of whether that last picture is
     python explain.py --faithfulness                    # docs/inside.md's table: which attribution to believe
 
 Every layer is found by watching a real forward pass (networks.trace), so the figures follow the network as it
-runs: residual adds, concatenations, global pooling and functional calls included."""
+runs: residual adds, concatenations, global pooling and functional calls included.
+
+Exit status: 0; 2 for a network or weights that cannot be loaded, said in one sentence."""
 import argparse
 import sys
 
@@ -42,7 +44,7 @@ def main(argv=None):
                  else networks.build(args.network or networks.DEFAULT))
     except networks.NetworkError as e:
         print(f"explain.py: {e}", file=sys.stderr)
-        return 1
+        return 2
     networks.say_recorded_class("explain.py", args, model)
     if args.faithfulness:
         print_faithfulness(model)

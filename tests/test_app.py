@@ -439,3 +439,12 @@ def test_the_app_listens_on_loopback_only_and_connects_nowhere(running_app):
     assert all(address.ip == "127.0.0.1" for address in listening), listening
     remote = {c.raddr.ip for c in sockets if c.raddr}
     assert remote <= {"127.0.0.1"}, remote  # no analytics, no telemetry, no fonts from elsewhere
+
+
+@pytest.mark.quick
+def test_a_port_that_is_no_number_is_refused_in_one_sentence_with_exit_2(monkeypatch, capsys):
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "http")
+    monkeypatch.setattr(app, "make_demo", lambda model: None)  # the page is not what this checks
+    assert app.main([]) == 2, "bad input: exit 2, as the help says"
+    assert capsys.readouterr().err.strip() == ("app.py: GRADIO_SERVER_PORT='http' is not a port number: set it to "
+                                               "one, such as 7860, or unset it")

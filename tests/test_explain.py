@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import explain as explain_command
 from model import Net
 from s5 import data, explain, networks, pictures
 from s5.checkpoint import load_checkpoint
@@ -340,3 +341,10 @@ def test_the_command_run_from_another_folder_prints_nets_table(tmp_path):
                          text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "conv4  conv           256x8x8            14x14    2x2   295,168" in run.stdout, run.stdout
+
+
+@pytest.mark.quick
+def test_a_network_that_cannot_be_built_is_refused_in_one_sentence_with_exit_2(capsys):
+    assert explain_command.main(["--network", "my_s7.py:Net7"]) == 2, "bad input: exit 2, as the help says"
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("explain.py: ") and "my_s7:Net7" in err and "\n" not in err, err

@@ -286,14 +286,14 @@ def test_cli_rejects_a_bad_checkpoint_clearly(mixed_images, tmp_path, run_cli):
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"PK\x03\x04 not really a checkpoint")
     run = run_cli("--checkpoint", str(broken), mixed_images[0])
-    assert run.returncode == 1
+    assert run.returncode == 2, "bad input: exit 2, as the help says"
     assert "Traceback" not in run.stderr
     assert run.stderr.strip().splitlines() == [run.stderr.strip()]
     assert "broken.pt is not a readable PyTorch checkpoint" in run.stderr
     foreign = tmp_path / "foreign.pt"
     torch.save(torch.nn.Linear(3, 3).state_dict(), foreign)
     run = run_cli("--checkpoint", str(foreign), mixed_images[0])
-    assert run.returncode == 1
+    assert run.returncode == 2, "bad input: exit 2, as the help says"
     assert "does not fit model:Net" in run.stderr
     assert "Traceback" not in run.stderr
 
