@@ -119,6 +119,16 @@ def test_the_attribution_scale_is_symmetric_about_zero_when_most_values_are_nega
     assert np.array_equal(picture[280:], pictures.colour_bar("RdBu_r", -1.0, 1.0, 280, "-1 lowered", "raised +1"))
 
 
+def test_the_attribution_scale_follows_the_maps_largest_magnitude_however_small():
+    """Integrated gradients and saliency give values far below 1: the strongest pixel still takes the scale's end."""
+    attribution = torch.zeros(28, 28)
+    attribution[5, 5], attribution[20, 20] = 2.0, -1.0
+    black = torch.full((1, 1, 28, 28), -MNIST_MEAN / MNIST_STD)  # no ink: the colours alone
+    large = pictures.attribution_picture(black, attribution)
+    small = pictures.attribution_picture(black, attribution / 1000)
+    assert np.array_equal(small[:280], large[:280]), "a thousandth of the map gave other colours"
+
+
 def test_a_digit_grid_has_room_for_each_picture():
     for count, cols, rows in [(1, 5, 1), (5, 5, 1), (6, 5, 2), (20, 5, 4), (0, 5, 1)]:
         fig, axes = pictures.digit_grid(count, cols)
