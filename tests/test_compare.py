@@ -52,7 +52,7 @@ def test_each_run_gets_a_line_with_its_network_seed_and_last_accuracy(runs, caps
         line = next((line for line in lines if line.startswith(f"run {n}  {path}:")), None)
         assert line is not None, f"no line for run {n} in {lines}"
         assert f"zoo:AssignmentNet, {run['parameters']:,} parameters, seed {run['seed']}" in line, line
-        assert f"last {run['history']['test_acc'][-1]:.2f}" in line, line
+        assert f"{len(run['history']['test_acc'])} epochs: last {run['history']['test_acc'][-1]:.2f}" in line, line
 
 
 def test_the_table_has_a_column_per_run_and_leaves_a_shorter_run_blank(runs, capsys):
