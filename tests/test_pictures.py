@@ -231,3 +231,14 @@ def test_plot_loss_has_the_four_titled_axes():
     assert [ax.get_xlabel() for ax in figure.axes] == ["epoch"] * 4
     assert tuple(figure.get_size_inches()) == (15, 10)  # the original's figure
     matplotlib.pyplot.close(figure)
+
+
+def test_the_mistakes_plot_shows_twenty_in_rows_of_five_unless_told():
+    """The original's plot of misclassified digits: 20 of them, 4 rows of 5, however many there were."""
+    wrong = {"images": [torch.zeros(1, 28, 28)] * 25, "ground_truths": [1] * 25, "predicted_vals": [7] * 25,
+             "probabilities": [0.9] * 25}
+    figure = pictures.plot_incorrect(wrong)
+    shown = [ax for ax in figure.axes if ax.get_images()]
+    assert len(shown) == 20, f"{len(shown)} pictures"
+    assert figure.axes[0].get_subplotspec().get_gridspec().get_geometry() == (4, 5), "4 rows of 5"
+    matplotlib.pyplot.close(figure)
