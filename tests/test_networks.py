@@ -190,3 +190,18 @@ def test_explain_given_a_run_alone_says_which_network_it_used(student_file, tmp_
     shown = capsys.readouterr()
     assert f"explain.py: nets_explain:Net, as the record of {tmp_path / 'run.pt'} names it" in shown.err
     assert shown.out.startswith("layer "), "the receptive-field table of that network"
+
+
+@pytest.mark.quick
+def test_git_ignores_the_files_commands_write_by_default_and_keeps_the_shipped_ones():
+    import os
+    import subprocess
+    from helpers import ROOT
+    written = [networks.file_name(name, suffix) for name in (networks.DEFAULT, "my_nets:Net6")
+               for suffix in (".pt", ".onnx")] + ["runs/my_nets.Net6-seed1.pt", "S5.out.ipynb"]
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
+    if top.returncode != 0 or os.path.realpath(top.stdout.strip()) != os.path.realpath(ROOT):
+        pytest.skip("the project's folder is not the root of a git checkout")
+    checked = subprocess.run(["git", "check-ignore", "--no-index", *written, "s5_net.pt", "web/s5_net.onnx"],
+                             cwd=ROOT, capture_output=True, text=True)
+    assert checked.stdout.split() == written, f"ignored: {checked.stdout.split()}; should be exactly {written}"
