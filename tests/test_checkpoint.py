@@ -11,7 +11,7 @@ import torch.nn as nn
 import torch.optim as optim
 
 from model import Net
-from s5.checkpoint import CheckpointError, load_checkpoint, read_record, save_checkpoint, save_record
+from s5.checkpoint import CheckpointError, fit_failure, load_checkpoint, read_record, save_checkpoint, save_record
 from s5.fast import FastPath, grad_scaler
 from s5.training import Recipe, train
 from helpers import ROOT
@@ -324,3 +324,33 @@ def test_weights_of_the_right_names_but_wrong_shapes_say_which_layers_differ(tmp
         f"{tmp_path / 'resized.pt'} does not fit Net (size mismatch for fc1.weight: copying a param with shape "
         "torch.Size([50, 100]) from checkpoint, the shape in current model is torch.Size([50, 4096])): it was saved "
         "from another network; use weights trained for this one")
+
+
+def load_error(model, state):
+    """The error PyTorch raises loading `state` into `model`."""
+    with pytest.raises(RuntimeError) as raised:
+        model.load_state_dict(state)
+    return raised.value
+
+
+@pytest.mark.quick
+def test_a_does_not_fit_line_lists_a_few_keys_and_says_how_many_more_only_when_there_are_more():
+    three = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2, bias=False))  # 3 weights and biases
+    assert fit_failure(load_error(three, {})) == 'missing key(s) "0.weight", "0.bias", "1.weight"', \
+        "exactly as many missing keys as it lists: no 'and 0 more'"
+
+
+@pytest.mark.quick
+def test_a_does_not_fit_line_counts_the_size_mismatches_it_leaves_out():
+    four = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 2))
+    wrong = {key: torch.zeros(5, *value.shape) for key, value in four.state_dict().items()}
+    line = fit_failure(load_error(four, wrong))
+    assert line.count("size mismatch for") == 3, line
+    assert line.endswith("; 1 more size mismatches"), line
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("error, line", [(RuntimeError("the file ends early"), "the file ends early"),
+                                         (RuntimeError(""), "RuntimeError")])
+def test_an_error_with_no_keys_or_sizes_gives_its_first_line_or_its_name(error, line):
+    assert fit_failure(error) == line
