@@ -11,10 +11,9 @@ said in one sentence before anything is written."""
 import argparse
 import csv
 import io
-import os
 import sys
 
-from s5.checkpoint import CheckpointError, read_record, write_atomically
+from s5.checkpoint import CheckpointError, output_file, read_record, write_atomically
 
 COLUMNS = ("train_losses", "train_acc", "test_losses", "test_acc", "epoch_seconds")  # the record's lists per epoch
 
@@ -51,26 +50,19 @@ def epoch_rows(runs):
     return out.getvalue()
 
 
-def bad_output(path, option):
-    """Why `path` cannot take an output, in one sentence, or None."""
-    if path is not None and (os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path)))):
-        return f"{path} is a folder or lies in a folder that does not exist: name a file in an existing folder with {option}"
-    return None
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run files: records of finished runs")
     parser.add_argument("--csv", help="write every epoch of every run to this CSV file")
     parser.add_argument("--plot", help="draw test accuracy per epoch, a line a run, to this PNG file")
     args = parser.parse_args(argv)
-    problems = [bad_output(args.csv, "--csv"), bad_output(args.plot, "--plot")]
     try:
+        for path, option in ((args.csv, "--csv"), (args.plot, "--plot")):
+            if path is not None:
+                output_file(path, f"with {option}")
         runs = {path: read_record(path) for path in dict.fromkeys(args.runs)}
-    except (CheckpointError, OSError) as e:
-        problems.append(str(e))
-    for problem in filter(None, problems):
-        print(f"compare.py: {problem}", file=sys.stderr)
+    except (ValueError, CheckpointError, OSError) as e:
+        print(f"compare.py: {e}", file=sys.stderr)
         return 2
     for n, (path, run) in enumerate(runs.items(), 1):
         print(f"run {n}  {summary(path, run)}")

@@ -10,8 +10,10 @@ The file takes a float32 batch "pixels" of shape (N, 1, 28, 28): grey levels in 
 normalization being inside the graph, so that whoever runs it needs no constants. It gives "scores" of shape
 (N, 10), whatever the network gives (Net: log-probabilities; a softmax turns either into probabilities). The
 weights are inside it (no separate .data file), so a web page loads one file. Written to a temporary file and
-renamed, so a failed export leaves nothing half-written. Exit status 0 when the file is written (with --check, and
-every answer agrees), else 1, with one sentence saying why; --check reads MNIST before it writes anything."""
+renamed, so a failed export leaves nothing half-written; --check reads MNIST before it writes anything. Exit status:
+0 when the file is written (with --check, and every answer agrees); 1 when --check finds an answer apart; 2 for bad
+input (weights or a network that cannot be used, an output that is a folder or lies in a missing one, --check
+without MNIST), said in one sentence before anything is written."""
 import argparse
 import os
 import sys
@@ -22,7 +24,7 @@ import torch
 import torch.nn as nn
 
 from s5 import networks
-from s5.checkpoint import write_atomically
+from s5.checkpoint import output_file, write_atomically
 from s5.data import normalize
 
 INPUT, OUTPUT = "pixels", "scores"
@@ -81,19 +83,19 @@ def main(argv=None):
     parser.add_argument("--check", action="store_true", help="compare with PyTorch on the MNIST test set")
     args, model = networks.from_command_line(parser, argv, "export.py")
     if model is None:
-        return 1
-    args.output = args.output or networks.file_name(networks.name_of(model), ".onnx")
-    if os.path.isdir(args.output) or not os.path.isdir(os.path.dirname(os.path.abspath(args.output))):
-        print(f"export.py: {args.output} is a folder or lies in a folder that does not exist: name a file "
-              "in an existing folder with --output", file=sys.stderr)
-        return 1
+        return 2
+    try:
+        args.output = output_file(args.output or networks.file_name(networks.name_of(model), ".onnx"), "with --output")
+    except ValueError as e:
+        print(f"export.py: {e}", file=sys.stderr)
+        return 2
     if args.check:
         from s5.data import MNISTUnavailable
         try:  # before writing: a check that cannot run leaves no file behind to be mistaken for a checked one
             pixels = mnist_test_pixels()
         except MNISTUnavailable as e:
             print(f"export.py: --check needs the MNIST test images: {e}", file=sys.stderr)
-            return 1
+            return 2
     export_onnx(model, args.output)
     print(f"wrote {args.output} ({os.path.getsize(args.output):,} bytes) of {networks.name_of(model)} from "
           f"{args.checkpoint or networks.DEFAULT_WEIGHTS}")

@@ -59,6 +59,15 @@ def first_line(error):
     return (str(error).strip().splitlines() or [""])[0]
 
 
+def output_file(path, how):
+    """`path`, checked before any work that ends in writing it: ValueError in one sentence, saying how to name another
+    (`how`, e.g. "with --output"), when it is a folder or lies in a folder that does not exist."""
+    if os.path.isdir(path) or not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise ValueError(f"{path} is a folder or lies in a folder that does not exist: name a file in an existing "
+                         f"folder {how}")
+    return path
+
+
 def write_atomically(path, write):
     """Calls write(f) on a temporary file beside `path`, then renames it onto `path`: a crash or an error
     midway leaves the previous file whole and no half-written one. The file gets the umask's permissions."""

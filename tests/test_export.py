@@ -95,7 +95,7 @@ def test_the_help_names_each_option_and_its_default(capsys):
 def test_a_checkpoint_of_another_network_gets_one_sentence_and_no_file(tmp_path, capsys):
     weights = tmp_path / "linear.pt"
     torch.save(torch.nn.Linear(4, 2).state_dict(), weights)
-    assert export.main(["--checkpoint", str(weights), "--output", str(tmp_path / "net.onnx")]) == 1
+    assert export.main(["--checkpoint", str(weights), "--output", str(tmp_path / "net.onnx")]) == 2
     error = capsys.readouterr().err
     assert error.startswith(f"export.py: {weights}")
     assert len(error.strip().splitlines()) == 1
@@ -105,7 +105,7 @@ def test_a_checkpoint_of_another_network_gets_one_sentence_and_no_file(tmp_path,
 @pytest.mark.quick
 def test_an_output_in_a_missing_folder_gets_one_sentence(tmp_path, capsys):
     missing = tmp_path / "no-such-folder" / "net.onnx"
-    assert export.main(["--output", str(missing)]) == 1
+    assert export.main(["--output", str(missing)]) == 2
     assert capsys.readouterr().err == (f"export.py: {missing} is a folder or lies in a folder that does not exist: "
                                        "name a file in an existing folder with --output\n")
     assert os.listdir(tmp_path) == []
@@ -128,7 +128,7 @@ def test_a_check_without_mnist_says_so_in_one_sentence_and_writes_no_file(tmp_pa
         monkeypatch.setenv(variable, closed)
     monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "data"))
     output = tmp_path / "net.onnx"
-    assert export.main(["--check", "--output", str(output)]) == 1
+    assert export.main(["--check", "--output", str(output)]) == 2
     error = capsys.readouterr().err
     assert len(error.strip().splitlines()) == 1, error
     assert error.startswith("export.py: --check needs the MNIST test images: MNIST is not in "), error
@@ -137,7 +137,7 @@ def test_a_check_without_mnist_says_so_in_one_sentence_and_writes_no_file(tmp_pa
 
 @pytest.mark.quick
 def test_a_folder_named_as_the_output_gets_one_sentence(tmp_path, capsys):
-    assert export.main(["--output", str(tmp_path)]) == 1
+    assert export.main(["--output", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (f"export.py: {tmp_path} is a folder or lies in a folder that does not exist: "
                                        "name a file in an existing folder with --output\n")
     assert os.listdir(tmp_path) == [], "nothing written"

@@ -68,6 +68,17 @@ def test_the_fast_path_notebook_runs_headless(tmp_path):
     assert len(state["history"]["epoch_seconds"]) == 2
 
 
+def test_a_weights_path_that_is_a_folder_stops_the_notebook_before_any_training(tmp_path):
+    with pytest.raises(papermill.PapermillExecutionError) as stopped:
+        papermill.execute_notebook(NOTEBOOK, str(tmp_path / "out.ipynb"), cwd=ROOT, progress_bar=False,
+                                   parameters={"weights_path": str(tmp_path), "subset": 512, "fast": True})
+    assert (stopped.value.ename, stopped.value.evalue) == (
+        "ValueError", f"{tmp_path} is a folder or lies in a folder that does not exist: name a file in an existing "
+                      "folder as weights_path"), "the one sentence"
+    executed = nbformat.read(str(tmp_path / "out.ipynb"), as_version=4)
+    assert "Train: Loss" not in outputs_text(executed), "it stopped before training"
+
+
 @pytest.fixture(scope="module")
 def own_network_run(tmp_path_factory):
     """`papermill -p` as a student types it, from a folder of their own: their network, and the recipe's changes as
