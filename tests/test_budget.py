@@ -258,7 +258,9 @@ def test_each_seed_trains_on_one_thread_and_its_record_says_so(tmp_path):
 def test_the_default_jobs_share_seeds_out_evenly_among_the_cores():
     assert default_jobs(3, 2) == 3, "three seeds on two cores: one round of three, not two rounds"
     assert default_jobs(4, 2) == 2, "four seeds on two cores: two even rounds of two"
-    assert default_jobs(10, 2) == 2, "ten seeds on two cores: more than twice the cores, one per core"
+    assert default_jobs(10, 2) == 2, "ten seeds on two cores: two even rounds of five"
+    assert default_jobs(5, 2) == 2, "five seeds on two cores: more than twice the cores, one per core"
+    assert default_jobs(4, 3) == 4, "four seeds on three cores: at most twice the cores, all at once"
     assert default_jobs(1, 2) == 1, "one seed: one process"
 
 
