@@ -160,7 +160,8 @@ def verdict(model, network, recipe, budget, runs):
         if not complete:
             value += f"; stopped after {len(accuracies)} of {run['epochs']} epochs"
         lines.append((f"seed {run['seed']}", value, "holds" if seed_holds(run, budget) else "falls short"))
-    lows = [min(run["test_acc"][-budget.last:]) for run in runs if run["test_acc"]]
+    # a seed stopped early has no last epochs of the run: its figures would pull the spread down
+    lows = [min(run["test_acc"][-budget.last:]) for run in runs if len(run["test_acc"]) == run["epochs"]]
     if lows:
         lines.append(("seeds hold", f"{sum(seed_holds(run, budget) for run in runs)} of {len(runs)}; the lowest of "
                       f"each one's last {budget.last}: lowest {min(lows):.2f}, median {statistics.median(lows):.2f}",

@@ -226,6 +226,14 @@ def test_the_table_says_how_many_seeds_hold_and_the_spread_of_their_last_epochs(
     assert facts["seeds hold"] == "2 of 3; the lowest of each one's last 2: lowest 99.00, median 99.10"
 
 
+def test_a_seed_stopped_early_is_left_out_of_the_spread():
+    limits = Budget(parameters=20000, epochs=3, target=99.05, last=2, seeds=2)
+    lines, _ = verdict(AssignmentNet(), "zoo:AssignmentNet", Recipe(epochs=3), limits,
+                       [run(3, [98.0, 99.1, 99.2]), run(3, [96.0, 97.0], seed=2)])
+    facts = {what: value for what, value, _ in lines}
+    assert facts["seeds hold"] == "1 of 2; the lowest of each one's last 2: lowest 99.10, median 99.10", facts
+
+
 @pytest.mark.mnist
 def test_the_command_ends_with_one_line_of_the_network_the_verdict_and_where_the_runs_went(capsys):
     assert budget.main(["zoo:AssignmentNet", *TINY, "--parameters", "20000", "--target", "99.99"]) == 1
