@@ -111,10 +111,15 @@ def check_seeds(network, recipe, budget, folder, data, device, precision, jobs=1
     return [runs[seed] for seed in seeds]
 
 
+def finished(run):
+    """Whether a seed's run trained every epoch it planned (Ctrl-C stops one early)."""
+    return len(run["test_acc"]) == run["epochs"]
+
+
 def seed_holds(run, budget):
     """Whether a seed's run finished and reached the target in each of its last epochs."""
     last = run["test_acc"][-budget.last:]
-    return len(run["test_acc"]) == run["epochs"] and len(last) == budget.last and min(last) >= budget.target
+    return finished(run) and len(last) == budget.last and min(last) >= budget.target
 
 
 def run_path(folder, network, seed):
@@ -150,18 +155,17 @@ def verdict(model, network, recipe, budget, runs):
     for run in runs:
         accuracies = run["test_acc"]
         last = accuracies[-budget.last:]
-        complete = len(accuracies) == run["epochs"]
         if accuracies:
             best = max(accuracies)
             value = (f"last {len(last)}: {' '.join(f'{a:.2f}' for a in last)}; best {best:.2f} (epoch "
                      f"{accuracies.index(best) + 1}); {statistics.median(run['epoch_seconds']):.1f} s per epoch")
         else:
             value = "no epoch finished"
-        if not complete:
+        if not finished(run):
             value += f"; stopped after {len(accuracies)} of {run['epochs']} epochs"
         lines.append((f"seed {run['seed']}", value, "holds" if seed_holds(run, budget) else "falls short"))
     # a seed stopped early has no last epochs of the run: its figures would pull the spread down
-    lows = [min(run["test_acc"][-budget.last:]) for run in runs if len(run["test_acc"]) == run["epochs"]]
+    lows = [min(run["test_acc"][-budget.last:]) for run in runs if finished(run)]
     if lows:
         lines.append(("seeds hold", f"{sum(seed_holds(run, budget) for run in runs)} of {len(runs)}; the lowest of "
                       f"each one's last {budget.last}: lowest {min(lows):.2f}, median {statistics.median(lows):.2f}",
