@@ -66,8 +66,9 @@ def to_grey(image):
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
             raise ImageError(f"array of shape {array.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
         if array.dtype != np.uint8:
-            array = np.clip(array.astype(np.float32) * (255.0 if array.max() <= 1.0 else 1.0), 0, 255)
-            array = array.astype(np.uint8)
+            # rounded, not truncated: 0.5 * 255 is level 128 (127.5 up), and x / 255 * 255 a hair under x is x
+            levels = np.rint(array.astype(np.float32) * (255.0 if array.max() <= 1.0 else 1.0))
+            array = np.clip(levels, 0, 255).astype(np.uint8)
         image = Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array)
     image = ImageOps.exif_transpose(image)
     if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
@@ -98,7 +99,7 @@ def preprocess(image):
     scale = 20.0 / max(ink.shape)
     height, width = (max(1, round(side * scale)) for side in ink.shape)
     digit = F.interpolate(ink[None, None], size=(height, width), mode="bilinear", antialias=True,
-                          align_corners=False)[0, 0].clamp(0, 1)
+                          align_corners=False)[0, 0]  # weights of one sign that sum to 1: stays in [0, 1]
     # MNIST's digits have their centre of mass at pixel (14, 14)
     mass = digit.sum()
     com_y = (digit.sum(dim=1) * torch.arange(height)).sum() / mass

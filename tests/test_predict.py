@@ -68,7 +68,7 @@ def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
     assert predict.predict(image) == from_path
     assert predict.predict(np.asarray(image)) == from_path
     assert predict.predict(np.asarray(image.convert("RGB"))) == from_path
-    assert predict.predict(np.asarray(image, dtype=np.float32) / 255)[0] == 7
+    assert predict.predict(np.asarray(image, dtype=np.float32) / 255) == from_path  # floats from 0 to 1
     assert predict.predict(np.asarray(image)[..., None]) == from_path  # (H, W, 1)
     assert predict.predict(np.asarray(image, dtype=np.float32)) == from_path  # floats from 0 to 255
     assert predict.predict(torch.from_numpy(np.asarray(image).copy())) == from_path
@@ -77,6 +77,14 @@ def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
         with pytest.raises(predict.ImageError) as error:
             predict.predict(np.zeros(shape, np.uint8))
         assert str(error.value) == f"array of shape {shape}: expected (H, W), (H, W, 3) or (H, W, 4)"
+
+
+def test_an_arrays_values_beyond_black_and_white_read_as_black_and_white(mnist_test):
+    """Levels from 0 to 255 in floats, clipped, not wrapped around as 8-bit integers do: -20 is black, not grey."""
+    levels = np.asarray(user_image(mnist_test.data[0], np.random.default_rng(1), 64, "L"), dtype=np.float32)
+    beyond, clipped = levels.copy(), levels.copy()
+    beyond[levels == 0], beyond[levels > 230], clipped[levels > 230] = -20, 300, 255
+    assert predict.to_grey(beyond).equal(predict.to_grey(clipped)), "values beyond 0-255 not clipped"
 
 
 def centre_of_mass(prepared):
