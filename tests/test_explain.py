@@ -1,4 +1,5 @@
 import os
+import re
 import subprocess
 import sys
 
@@ -348,3 +349,24 @@ def test_a_network_that_cannot_be_built_is_refused_in_one_sentence_with_exit_2(c
     assert explain_command.main(["--network", "my_s7.py:Net7"]) == 2, "bad input: exit 2, as the help says"
     err = capsys.readouterr().err.strip()
     assert err.startswith("explain.py: ") and "my_s7:Net7" in err and "\n" not in err, err
+
+
+@pytest.mark.mnist
+def test_the_faithfulness_command_prints_the_docs_table_with_a_row_per_method_on_the_digits_asked(capsys):
+    assert explain_command.main(["--faithfulness", "--digits", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"probability of the true digit before any deletion: [01]\.\d\d", lines[0]), lines[0]
+    with open(os.path.join(ROOT, "docs", "inside.md")) as f:
+        assert lines[1] in f.read().splitlines(), f"docs/inside.md's table has another heading than {lines[1]!r}"
+    rows = [re.fullmatch(r"\| (\w+) \| ([01]\.\d\d) \| ([01]\.\d\d) \| \d+\.\d ms \|", line) for line in lines[3:]]
+    assert all(rows), f"rows of another form: {lines[3:]}"
+    assert [row.group(1) for row in rows] == list(explain.METHODS), "a row per attribution method, in its order"
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("count", ["0", "10001", "ten", "-3"])
+def test_a_digit_count_outside_the_test_set_is_refused_before_any_work_with_exit_2(count, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        explain_command.main(["--faithfulness", "--digits", count])
+    assert stopped.value.code == 2, "bad input: exit 2, as the help says"
+    assert "give one from 1 to 10,000" in capsys.readouterr().err, "the sentence that says which counts there are"
