@@ -1,12 +1,13 @@
 """The repository's text: it speaks of the project alone, the README stays a front page whose links and
 variables are real."""
+import importlib
 import json
 import os
 import re
 
 import pytest
 
-from helpers import ROOT, tracked_files
+from helpers import ROOT, help_words, tracked_files
 
 # Words about how the project was made, not about the project; placeholders a reader cannot fill in.
 FORBIDDEN = re.compile(r"\bsessions?\b|\bissues?\b|closing\snote|\bthe\sdevelopers?\b|\.\./shared|URL_OF_|\bTODO\b|"
@@ -107,3 +108,9 @@ def test_the_sharing_page_names_the_onnx_files_real_input_and_output():
         page = f.read()
     for role, name in zip(("input", "output"), names.groups()):
         assert f"`{name}`" in page, f"docs/sharing.md does not name the file's {role}, {name}"
+
+
+@pytest.mark.parametrize("command", ["quicklook", "budget", "compare", "explain", "predict", "export", "app"])
+def test_each_commands_help_shows_its_docstring_as_written_and_its_exit_status(command, capsys):
+    words = help_words(importlib.import_module(command), capsys)
+    assert re.search(r"Exit status:? \d", words), f"{command}.py's --help does not say what its exit status means"
