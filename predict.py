@@ -66,7 +66,7 @@ def to_grey(image):
         if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
             raise ImageError(f"array of shape {array.shape}: expected (H, W), (H, W, 3) or (H, W, 4)")
         if array.dtype != np.uint8:
-            # rounded, not truncated: 0.5 * 255 is level 128 (127.5 up), and x / 255 * 255 a hair under x is x
+            # to the nearest level, not truncated: 0.999 is white (254.7 is level 255), not the level below
             levels = np.rint(array.astype(np.float32) * (255.0 if array.max() <= 1.0 else 1.0))
             array = np.clip(levels, 0, 255).astype(np.uint8)
         image = Image.fromarray(array.squeeze(2) if array.ndim == 3 and array.shape[2] == 1 else array)

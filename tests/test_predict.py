@@ -79,12 +79,16 @@ def test_predict_takes_a_path_a_pil_image_or_an_array(mnist_test, tmp_path):
         assert str(error.value) == f"array of shape {shape}: expected (H, W), (H, W, 3) or (H, W, 4)"
 
 
+def test_an_arrays_floats_read_as_the_nearest_8_bit_level():
+    assert predict.to_grey(np.full((2, 2), 0.999)).mul(255).eq(255).all(), "0.999 of white is 254.7: level 255"
+
+
 def test_an_arrays_values_beyond_black_and_white_read_as_black_and_white(mnist_test):
     """Levels from 0 to 255 in floats, clipped, not wrapped around as 8-bit integers do: -20 is black, not grey."""
     levels = np.asarray(user_image(mnist_test.data[0], np.random.default_rng(1), 64, "L"), dtype=np.float32)
     beyond, clipped = levels.copy(), levels.copy()
-    beyond[levels == 0], beyond[levels > 230], clipped[levels > 230] = -20, 300, 255
-    assert predict.to_grey(beyond).equal(predict.to_grey(clipped)), "values beyond 0-255 not clipped"
+    beyond[levels < 20], beyond[levels > 230], clipped[levels < 20], clipped[levels > 230] = -20, 300, 0, 255
+    assert predict.to_grey(beyond).equal(predict.to_grey(clipped.astype(np.uint8))), "not clipped to 0-255"
 
 
 def centre_of_mass(prepared):
