@@ -352,15 +352,32 @@ def test_a_network_that_cannot_be_built_is_refused_in_one_sentence_with_exit_2(c
 
 
 @pytest.mark.mnist
-def test_the_faithfulness_command_prints_the_docs_table_with_a_row_per_method_on_the_digits_asked(capsys):
+def test_the_faithfulness_command_prints_the_docs_table_of_the_first_test_digits(shipped, test_digits, capsys):
+    """The table as docs/inside.md shows it, its figures faithfulness_table's on the first N test digits."""
+    images, labels = test_digits
     assert explain_command.main(["--faithfulness", "--digits", "3"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert re.fullmatch(r"probability of the true digit before any deletion: [01]\.\d\d", lines[0]), lines[0]
     with open(os.path.join(ROOT, "docs", "inside.md")) as f:
-        assert lines[1] in f.read().splitlines(), f"docs/inside.md's table has another heading than {lines[1]!r}"
+        docs = f.read().splitlines()
+    assert lines[1:3] == docs[docs.index(lines[1]):docs.index(lines[1]) + 2], "docs/inside.md's heading and rule"
     rows = [re.fullmatch(r"\| (\w+) \| ([01]\.\d\d) \| ([01]\.\d\d) \| \d+\.\d ms \|", line) for line in lines[3:]]
     assert all(rows), f"rows of another form: {lines[3:]}"
-    assert [row.group(1) for row in rows] == list(explain.METHODS), "a row per attribution method, in its order"
+    expected = explain.faithfulness_table(shipped, images[:3], labels[:3])
+    assert [row.groups() for row in rows] == [(method, f"{left:.2f}", f"{random_left:.2f}")
+                                             for method, left, random_left, _ in expected], "not the first 3 test digits"
+
+
+@pytest.mark.quick
+def test_the_faithfulness_table_is_on_200_digits_unless_told(monkeypatch):
+    asked = []
+    monkeypatch.setattr(explain_command, "print_faithfulness", lambda model, count: asked.append(count))
+    explain_command.main(["--faithfulness"])
+    assert asked == [200], "the 200 digits docs/inside.md's table is measured on"
+
+
+@pytest.mark.quick
+def test_a_digit_count_from_1_to_10000_is_taken():
+    assert [explain_command.digit_count(text) for text in ("1", "10000")] == [1, 10000], "each end of the test set"
 
 
 @pytest.mark.quick

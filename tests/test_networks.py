@@ -193,6 +193,16 @@ def test_explain_given_a_run_alone_says_which_network_it_used(student_file, tmp_
 
 
 @pytest.mark.quick
+def test_explain_given_a_network_and_a_run_of_another_refuses_them_in_one_sentence_with_exit_2(student_file, tmp_path,
+                                                                                                 capsys):
+    import explain
+    name = student_file("nets_mismatch", GOOD_HEAD)
+    saved_run(tmp_path / "run.pt", f"{name}:Net")
+    assert explain.main(["--network", "model:Net", "--checkpoint", str(tmp_path / "run.pt")]) == 2, "the named one"
+    assert "holds weights of nets_mismatch:Net, not of model:Net" in capsys.readouterr().err
+
+
+@pytest.mark.quick
 def test_git_ignores_the_files_commands_write_by_default_and_keeps_the_shipped_ones():
     import os
     import subprocess
