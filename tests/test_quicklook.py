@@ -145,11 +145,15 @@ def test_it_says_it_has_started_then_a_notebook_that_stops_in_one_line_on_stderr
 
 @pytest.fixture
 def notebook_folder(tmp_path, monkeypatch):
-    """A folder holding the notebook, where run_notebook executes it, its kernel finding the repository."""
-    shutil.copy(os.path.join(ROOT, quicklook.NOTEBOOK), tmp_path)
-    monkeypatch.setattr(quicklook, "HERE", str(tmp_path))
+    """A folder holding the notebook, where run_notebook executes it, its kernel finding the repository; the
+    command runs from another folder."""
+    here, elsewhere = tmp_path / "here", tmp_path / "elsewhere"
+    here.mkdir(), elsewhere.mkdir()
+    shutil.copy(os.path.join(ROOT, quicklook.NOTEBOOK), here)
+    monkeypatch.setattr(quicklook, "HERE", str(here))
     monkeypatch.setenv("PYTHONPATH", ROOT)
-    return tmp_path
+    monkeypatch.chdir(elsewhere)
+    return here
 
 
 def test_a_notebook_error_that_says_what_to_do_is_passed_on_as_it_is(notebook_folder):
@@ -159,6 +163,8 @@ def test_a_notebook_error_that_says_what_to_do_is_passed_on_as_it_is(notebook_fo
 
 
 def test_any_other_notebook_error_is_named_with_its_kind_and_the_executed_copy_that_shows_the_cell(notebook_folder):
-    error = quicklook.run_notebook({"network": "model:Net", "recipe": {"epochs": 0}, "weights_path": "x.pt"})
+    """The weights' folder exists only beside the notebook: the kernel runs there, so the error is the recipe's."""
+    (notebook_folder / "runs").mkdir()
+    error = quicklook.run_notebook({"network": "model:Net", "recipe": {"epochs": 0}, "weights_path": "runs/x.pt"})
     assert error == "ValueError: The recipe's epochs must be above 0, not 0 (the cell that failed is in S5.out.ipynb)"
     assert (notebook_folder / "S5.out.ipynb").exists(), "the executed copy it points to"
