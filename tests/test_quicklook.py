@@ -162,6 +162,15 @@ def test_a_notebook_error_that_says_what_to_do_is_passed_on_as_it_is(notebook_fo
                      "or name another module:Class"), error
 
 
+def test_no_mnist_and_no_way_to_download_it_is_passed_on_as_the_data_says_it(notebook_folder, tmp_path, monkeypatch):
+    closed = "http://127.0.0.1:9"  # a proxy on a closed local port: every download fails at once, as offline
+    for name in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(name, closed)
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "data"))
+    error = quicklook.run_notebook({"network": "model:Net", "recipe": {"epochs": 1}, "weights_path": "x.pt"})
+    assert error.startswith(f"MNIST is not in {tmp_path / 'data' / 'MNIST' / 'raw'} and could not be downloaded"), error
+
+
 def test_any_other_notebook_error_is_named_with_its_kind_and_the_executed_copy_that_shows_the_cell(notebook_folder):
     """The weights' folder exists only beside the notebook: the kernel runs there, so the error is the recipe's."""
     (notebook_folder / "runs").mkdir()
