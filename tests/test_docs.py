@@ -1,6 +1,7 @@
 """The repository's text: it speaks of the project alone, the README stays a front page whose links and
 variables are real."""
 import importlib
+import importlib.util
 import json
 import os
 import re
@@ -110,7 +111,9 @@ def test_the_sharing_page_names_the_onnx_files_real_input_and_output():
         assert f"`{name}`" in page, f"docs/sharing.md does not name the file's {role}, {name}"
 
 
-@pytest.mark.parametrize("command", ["quicklook", "budget", "compare", "explain", "predict", "export", "app"])
+@pytest.mark.parametrize("command", ["quicklook", "budget", "compare", "explain", "predict", "export", pytest.param(
+    "app", marks=pytest.mark.skipif(importlib.util.find_spec("gradio") is None, reason="the demo's packages are not "
+                                    "installed: pip install -r requirements/app.txt"))])
 def test_each_commands_help_shows_its_docstring_as_written_and_its_exit_status(command, capsys):
     words = help_words(importlib.import_module(command), capsys)
     assert re.search(r"Exit status:? \d", words), f"{command}.py's --help does not say what its exit status means"
