@@ -21,6 +21,7 @@ from s5.env import require
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 NOTEBOOK, EXECUTED = "S5.ipynb", "S5.out.ipynb"  # in this folder, beside the weights (networks.file_name)
+KERNEL_LOGGERS = '--IPKernelApp.logging_config={"loggers": {"tornado": {"level": "CRITICAL"}}}'
 EXPECTED_ACCURACY = 90.0  # the README's promise; the original's first epoch reached 92.13%
 
 
@@ -28,11 +29,11 @@ def run_notebook(parameters):
     """Executes the notebook; returns None, or the one sentence of the error that stopped it."""
     papermill = require("papermill", "papermill")
     try:
-        # the kernel's own log (ipykernel 7 warns about its TCP sockets, and logs an error when papermill stops it)
-        # would bury the one closing line or the one sentence
+        # the kernel's own log would bury the one closing line or the one sentence: ipykernel 7 warns about its TCP
+        # sockets, and under load tornado logs a ZMQError when papermill stops the kernel (its logger is not the app's)
         papermill.execute_notebook(os.path.join(HERE, NOTEBOOK), os.path.join(HERE, EXECUTED), parameters=parameters,
                                    cwd=HERE, progress_bar=sys.stderr.isatty(), start_timeout=600,
-                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL"])
+                                   extra_arguments=["--IPKernelApp.log_level=CRITICAL", KERNEL_LOGGERS])
     except papermill.PapermillExecutionError as e:
         if e.ename in ("MNISTUnavailable", "ModuleNotFoundError", "ImportError", "NetworkError"):
             return e.evalue  # these already say what to do, in one sentence
