@@ -79,10 +79,11 @@ def _first_missing_folder(path):
 
 def download_failure(error):
     """Why a download failed, in a few words. torchvision's message starts 'Error downloading NAME:' and
-    lists each mirror it tried with its error, one per line; the last error names the cause."""
+    lists each mirror it tried with its error, one per line; the last error names the cause, or where no mirror
+    said why, the first line names the file."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    causes = [line for line in lines if not line.startswith(("Error downloading", "Tried "))]
-    return (causes or lines or [type(error).__name__])[-1].strip("<>")
+    causes = [line for line in lines if not line.startswith("Tried ")]
+    return (causes or [type(error).__name__])[-1].strip("<>")
 
 
 def _download(data_dir):

@@ -1,9 +1,17 @@
+import gzip
+import hashlib
+import http.server
 import os
 import re
+import threading
 import urllib.request
 
 import pytest
+import torch
+from PIL import Image
+from torchvision import datasets, transforms
 
+from s5 import data
 from s5.data import MNIST_MEAN, MNIST_STD, RAW_FILES, MNISTUnavailable, default_data_dir, download_failure, load_mnist
 from helpers import DATA_DIR
 
@@ -73,6 +81,9 @@ def test_a_failed_download_is_named_by_its_last_cause():
     assert download_failure(last_empty) == "urlopen error timed out"  # the last mirror's error said nothing
     assert download_failure(RuntimeError("Error downloading train-images-idx3-ubyte.gz:")) == \
         "Error downloading train-images-idx3-ubyte.gz:"
+    no_errors = RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried https://a.example/, got:\n")
+    assert download_failure(no_errors) == "Error downloading train-images-idx3-ubyte.gz:", \
+        "no mirror said why: the file that failed, not the mirror's line"
     assert download_failure(OSError()) == "OSError"
 
 
@@ -133,3 +144,129 @@ def test_a_data_folder_named_below_mnist_raw_gets_the_folder_to_name_instead(tmp
         load_mnist()
     assert str(error.value) == (f"MNIST_DATA_DIR is {named}, which holds MNIST's four files itself; it names the "
                                 f"folder that holds MNIST/raw/: set it to {tmp_path}")
+
+
+class Mirror(http.server.SimpleHTTPRequestHandler):
+    """A local MNIST mirror: serves the files of a folder, quietly."""
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def mirror_files(tmp_path_factory):
+    """The four files gzipped, as a mirror holds them, with their MD5s (torchvision checks each download's)."""
+    folder = tmp_path_factory.mktemp("mirror")
+    sums = []
+    for name in RAW_FILES:
+        with open(os.path.join(DATA_DIR, "MNIST", "raw", name), "rb") as raw:
+            packed = gzip.compress(raw.read(), compresslevel=1, mtime=0)
+        (folder / f"{name}.gz").write_bytes(packed)
+        sums.append((f"{name}.gz", hashlib.md5(packed).hexdigest()))
+    return folder, sums
+
+
+@pytest.fixture
+def local_mirror(mirror_files, monkeypatch):
+    """torchvision's MNIST pointed at a mirror on this machine: a real download over HTTP, with no network."""
+    folder, sums = mirror_files
+    for name in ("no_proxy", "NO_PROXY"):
+        monkeypatch.setenv(name, "127.0.0.1")
+    monkeypatch.setattr(urllib.request, "_opener", None)
+
+    def serve(*args, **kwargs):
+        return Mirror(*args, directory=str(folder), **kwargs)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), serve)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr(datasets.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_port}/"])
+    monkeypatch.setattr(datasets.MNIST, "resources", sums)
+    yield folder
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.mnist
+@pytest.mark.quick
+@pytest.mark.parametrize("missing", [list(RAW_FILES), ["t10k-labels-idx1-ubyte"]], ids=["all four", "one"])
+def test_missing_files_are_downloaded_into_mnist_raw_and_nothing_else_stays(local_mirror, tmp_path, missing):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    if len(missing) < len(RAW_FILES):
+        raw.mkdir(parents=True)
+        for name in RAW_FILES:
+            if name not in missing:
+                (raw / name).symlink_to(os.path.join(DATA_DIR, "MNIST", "raw", name))
+    test_set = load_mnist(str(tmp_path / "data"), train=False)
+    assert test_set.targets[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9], "the downloaded test split reads whole"
+    for name, (size, _) in RAW_FILES.items():
+        assert os.path.getsize(raw / name) == size, f"{name} is not in MNIST/raw whole"
+    assert os.listdir(tmp_path / "data") == ["MNIST"], "the download's staging folder stayed behind"
+    assert os.listdir(tmp_path / "data" / "MNIST") == ["raw"]
+
+
+@pytest.mark.mnist
+@pytest.mark.quick
+def test_a_download_is_staged_in_a_hidden_folder_inside_the_data_folder(local_mirror, tmp_path, monkeypatch):
+    """Inside, so that moving the files into MNIST/raw never crosses file systems; hidden, so that an interrupted
+    download does not look like data."""
+    data_dir = tmp_path / "data"
+    seen, serve = [], Mirror.do_GET
+
+    def note_then_serve(handler):  # what the data folder holds while torchvision downloads
+        seen.append(os.listdir(data_dir))
+        return serve(handler)
+    monkeypatch.setattr(Mirror, "do_GET", note_then_serve)
+    load_mnist(str(data_dir), train=False)
+    assert len(seen[0]) == 1 and seen[0][0].startswith(".mnist-download-"), seen[0]
+
+
+@pytest.mark.quick
+def test_a_mirror_without_the_files_is_named_by_its_error_in_one_sentence(local_mirror, tmp_path, monkeypatch):
+    monkeypatch.setattr(datasets.MNIST, "resources", [("nowhere.gz", None)])
+    monkeypatch.setenv("MNIST_DATA_DIR", str(tmp_path / "data"))
+    with pytest.raises(MNISTUnavailable) as error:
+        load_mnist()
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    assert str(error.value) == (
+        f"MNIST is not in {raw} and could not be downloaded (HTTP Error 404: File not found): put the four files "
+        "train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte there, "
+        "or change MNIST_DATA_DIR to the absolute path of a folder that holds them in MNIST/raw/")
+    assert not (tmp_path / "data").exists(), "the folders made for the download stayed behind"
+
+
+@pytest.mark.mnist
+@pytest.mark.quick
+def test_a_data_folder_given_as_an_argument_below_mnist_raw_is_called_the_data_folder(tmp_path, monkeypatch):
+    raw = tmp_path.joinpath("MNIST", "raw")
+    raw.mkdir(parents=True)
+    for name in RAW_FILES:
+        (raw / name).symlink_to(os.path.join(DATA_DIR, "MNIST", "raw", name))
+    monkeypatch.delenv("MNIST_DATA_DIR", raising=False)
+    with pytest.raises(MNISTUnavailable) as error:
+        load_mnist(str(raw))
+    assert str(error.value) == (f"the data folder is {raw}, which holds MNIST's four files itself; it names the "
+                                f"folder that holds MNIST/raw/: set it to {tmp_path}")
+
+
+def augmented(image, times, rotation):
+    torch.manual_seed(0)
+    augmentation = data.train_augmentation(rotation)
+    return [augmentation(image) for _ in range(times)]
+
+
+@pytest.mark.quick
+def test_the_augmentation_zooms_into_the_centre_22_pixels_of_one_digit_in_ten(mnist_train):
+    digit = Image.fromarray(mnist_train.data[0].numpy(), mode="L")
+    plain = data.test_transforms(digit)
+    zoomed = data.test_transforms(transforms.Resize((28, 28))(transforms.CenterCrop(22)(digit)))
+    outputs = augmented(digit, 1000, rotation=0)
+    assert all(torch.equal(x, plain) or torch.equal(x, zoomed) for x in outputs), "neither the digit nor its centre"
+    share = sum(torch.equal(x, zoomed) for x in outputs) / len(outputs)
+    assert 0.07 < share < 0.13, f"the centre is zoomed into on {share:.1%} of the draws, not about 10%"
+
+
+@pytest.mark.quick
+def test_the_augmentation_fills_the_corners_a_rotation_uncovers_with_black():
+    white = Image.new("L", (28, 28), 255)
+    black = (0 - MNIST_MEAN) / MNIST_STD
+    corners = torch.stack([x[0, 0, 0] for x in augmented(white, 50, rotation=45)])
+    assert torch.isclose(corners, torch.tensor(black)).float().mean() > 0.5, "the corners are not filled with black"
