@@ -12,7 +12,7 @@ FLOORS = {"torch": "2.6", "torchvision": "0.21"}
 
 
 def _release(version):
-    return tuple(int(part) for part in re.findall(r"\d+", version.split("+")[0])[:2])
+    return tuple(int(part) for part in re.findall(r"\d+", version)[:2])  # a local label follows major.minor
 
 
 def check_versions(installed):

@@ -59,3 +59,23 @@ def test_a_missing_package_gets_the_command_that_installs_it():
     assert str(error.value) == ("no_such_package_s5.sub is not installed (Colab and Kaggle do not ship it): run `pip "
                                 "install no-such-package`, in a notebook cell `%pip install no-such-package`, or "
                                 "`pip install -r requirements.txt`")
+
+
+@pytest.mark.quick
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="only Linux lets a process narrow its cores")
+def test_the_cores_are_those_this_process_may_run_on():
+    allowed = os.sched_getaffinity(0)
+    try:
+        os.sched_setaffinity(0, {min(allowed)})
+        assert env.cores() == 1, "the machine's cores were counted, not this process's"
+    finally:
+        os.sched_setaffinity(0, allowed)
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("count, expected", [(8, 8), (None, 1)])
+def test_where_the_system_cannot_say_which_cores_it_has_all_count_or_one(monkeypatch, count, expected):
+    """macOS and Windows have no sched_getaffinity; os.cpu_count() may be None."""
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: count)
+    assert env.cores() == expected

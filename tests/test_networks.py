@@ -215,3 +215,35 @@ def test_git_ignores_the_files_commands_write_by_default_and_keeps_the_shipped_o
     checked = subprocess.run(["git", "check-ignore", "--no-index", *written, "s5_net.pt", "web/s5_net.onnx"],
                              cwd=ROOT, capture_output=True, text=True)
     assert checked.stdout.split() == written, f"ignored: {checked.stdout.split()}; should be exactly {written}"
+
+
+@pytest.mark.quick
+def test_an_error_deep_in_the_students_helpers_names_the_deepest_line(student_file):
+    name = student_file("nets_deep", """
+        import torch.nn as nn
+
+
+        def widths():
+            return [8][1]
+
+
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.widths = widths()
+        """)
+    assert sentence(f"{name}:Net") == ("Building nets_deep:Net failed at nets_deep.py, line 6: IndexError: list index "
+                                       "out of range")
+
+
+@pytest.mark.quick
+def test_code_without_a_file_is_passed_over_for_the_deepest_line_that_has_one():
+    try:
+        exec(compile("1 / 0", "<string>", "exec"))  # as exec'd code, or an older IPython's cells, name themselves
+    except ZeroDivisionError as e:
+        assert networks.where(e).startswith("test_networks.py, line "), networks.where(e)
+
+
+@pytest.mark.quick
+def test_an_error_with_no_line_of_its_own_says_so():
+    assert networks.where(ValueError("never raised")) == "an unknown line"

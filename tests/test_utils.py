@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+import torch.nn as nn
 
 from model import Net
 import utils
@@ -55,6 +56,32 @@ def test_the_summary_is_made_on_a_copy_and_leaves_the_model_as_it_was(capsys):
     get_summary(model)
     assert model.conv2.weight.is_contiguous(memory_format=torch.channels_last)
     assert not model.conv2.weight.is_contiguous()
+
+
+class Viewed(nn.Module):
+    """A network that flattens with view(-1, n), as students' do; a channels-last copy of it cannot."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3)
+        self.fc = nn.Linear(4 * 26 * 26, 10)
+
+    def forward(self, x):
+        return self.fc(self.conv(x).view(-1, 4 * 26 * 26))
+
+
+@pytest.mark.quick
+def test_the_summary_reads_a_channels_last_network_that_flattens_with_view(capsys):
+    model = Viewed().to(memory_format=torch.channels_last)  # as the fast path leaves it
+    assert get_summary(model) == 27090
+    assert "Linear-2                   [-1, 10]" in capsys.readouterr().out
+
+
+@pytest.mark.quick
+def test_the_summary_without_torchsummary_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torchsummary", None)  # Python's own way to make an import fail
+    with pytest.raises(ModuleNotFoundError, match="`pip install torchsummary`"):
+        get_summary(Net)
 
 
 @pytest.mark.quick
