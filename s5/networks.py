@@ -134,17 +134,15 @@ def importable_from_here(spec):
 
 def load(spec=None, checkpoint=None):
     """The network `spec` names with the weights of `checkpoint` (default: the shipped s5_net.pt), in eval mode
-    on the CPU. spec None: the class the weights' record names (the shipped weights are model:Net's; bare weights
-    without a record, model:Net), imported only from where importable_from_here allows. A record that names another
-    class than `spec` is refused in one sentence naming both."""
+    on the CPU. spec None: the class the weights' record names (bare weights without a record: model:Net),
+    imported only from where importable_from_here allows. A record that names another class than `spec` is refused
+    in one sentence naming both."""
     checkpoint = checkpoint or DEFAULT_WEIGHTS
     try:
         state = load_checkpoint(checkpoint)
     except CheckpointError as e:
         raise NetworkError(str(e)) from None
     recorded = state.get("network")
-    if recorded is None and os.path.abspath(checkpoint) == DEFAULT_WEIGHTS:
-        recorded = DEFAULT  # the shipped weights are model:Net's
     if spec is None:
         spec = recorded or DEFAULT
         if not importable_from_here(spec):

@@ -247,3 +247,12 @@ def test_code_without_a_file_is_passed_over_for_the_deepest_line_that_has_one():
 @pytest.mark.quick
 def test_an_error_with_no_line_of_its_own_says_so():
     assert networks.where(ValueError("never raised")) == "an unknown line"
+
+
+@pytest.mark.quick
+def test_a_record_naming_a_module_in_a_package_of_the_working_folder_is_importable(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "s7.py").write_text(GOOD_HEAD)
+    assert networks.importable_from_here("nets.s7:Net"), "nets/s7.py, in the folder the command runs from"
+    assert not networks.importable_from_here("nets.s8:Net"), "no nets/s8.py here"
