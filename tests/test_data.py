@@ -68,6 +68,11 @@ def test_a_data_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path, mo
         load_mnist(str(data_dir))
     assert str(error.value) == (f"MNIST is not in {data_dir / 'MNIST' / 'raw'} and {data_dir} is not writable for a "
                                 "download (Not a directory): set MNIST_DATA_DIR to a folder holding MNIST/raw/")
+    monkeypatch.setenv("MNIST_DATA_DIR", str(data_dir))
+    with pytest.raises(MNISTUnavailable) as error:
+        load_mnist()
+    assert str(error.value).endswith(": change MNIST_DATA_DIR to a folder holding MNIST/raw/"), \
+        "the variable named this folder: the sentence says to change it"
 
 
 @pytest.mark.quick
