@@ -58,7 +58,6 @@ def test_benchmark_follows_a_forced_precision():
     assert "(cpu, fp32, batch 128; fp32 matmul peak" in out
 
 
-@pytest.mark.quick
 def test_too_few_rounds_or_steps_are_refused_in_one_sentence():
     for argv in (["--rounds", "0"], ["--steps", "1"]):
         run = subprocess.run([sys.executable, "benchmark.py", *argv], cwd=ROOT, capture_output=True, text=True,
@@ -67,7 +66,6 @@ def test_too_few_rounds_or_steps_are_refused_in_one_sentence():
         assert run.stderr.splitlines()[-1].endswith("error: --rounds must be at least 1 and --steps at least 2")
 
 
-@pytest.mark.quick
 def test_a_bad_network_or_recipe_is_refused_in_one_sentence():
     for argv, words in ((["--network", "model:Nope"], "model has no class 'Nope'"),
                         (["--lr", "0"], "The recipe's lr must be above 0, not 0.0")):

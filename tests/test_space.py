@@ -29,7 +29,6 @@ def test_the_build_script_names_its_destination():
     assert run.stderr.startswith("usage: bash space/build.sh DEST")
 
 
-@pytest.mark.quick
 def test_the_build_script_run_twice_into_one_folder_gives_the_same_files_and_imports_what_app_needs(tmp_path):
     """Into a clone of the Space's repository, as each update is built: the second run replaces, nests nothing,
     and the folder holds every module app.py imports from this repository."""
