@@ -26,7 +26,7 @@ from s5 import pictures  # noqa: E402
 from browser import CHROMIUM, STROKES  # noqa: E402
 from helpers import ROOT, free_port, stop, wait_for_port  # noqa: E402
 from inputs import user_image  # noqa: E402
-from zoo import net_with_zero_weights  # noqa: E402
+from zoo import AssignmentNet, net_with_zero_weights, with_shifted_batch_norm  # noqa: E402
 
 SIZE = 280  # the sketchpad's canvas
 
@@ -200,6 +200,34 @@ def test_a_click_on_each_grid_outlines_its_unit_and_receptive_field(mnist_test, 
     assert sentence == ""
 
 
+def test_the_inside_view_shows_each_convolution_as_the_next_layer_reads_it(mnist_test):
+    """After its batch norm, not straight out of the convolution: a network whose batch norm shifts every channel
+    shows other pictures before and after it."""
+    model = with_shifted_batch_norm(AssignmentNet())
+    network_input = predict.read_digit(255 - mnist_test.data[0].numpy(), model)[2]
+    grids = app.inside_view(network_input, model)[:len(app.convolutions(model))]
+    with torch.no_grad():
+        read, raw = (explain.activations(model, network_input, as_read=as_read) for as_read in (True, False))
+    for layer, grid in zip(app.convolutions(model), grids):
+        assert np.array_equal(grid, pictures.feature_map_grid(read[layer][0])[0]), f"{layer}: not the maps as read"
+        if layer.startswith("features"):  # each block's convolution; the last one, classify, has no batch norm
+            assert not np.array_equal(grid, pictures.feature_map_grid(raw[layer][0])[0]), f"{layer}: before its batch norm"
+
+
+def test_a_click_finds_its_unit_on_maps_that_are_not_square(mnist_test):
+    """A 3x5 kernel leaves 26x24 maps: the click's row is read on 26 rows, its column on 24 columns."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, (3, 5)), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                                torch.nn.Flatten(), torch.nn.Linear(4, 10)).eval()
+    network_input = predict.read_digit(255 - mnist_test.data[0].numpy(), model)[2]
+    state = app.inside_view(network_input, model)[-1]
+    fields = {row["layer"]: row for row in explain.receptive_fields(model)}
+    row, col = 20, 20
+    click = ((col + 0.5) * pictures.TILE / 24, (row + 0.5) * pictures.TILE / 26)
+    sentence = app.receptive_field_of(state, 0, fields, "0", click)[-1]
+    assert "unit (row 20, column 20)" in sentence, sentence
+
+
 @pytest.mark.quick
 def test_the_sample_shown_before_anything_is_drawn_is_a_7():
     model = predict.load_model()
@@ -249,6 +277,8 @@ def test_the_file_handlers_read_as_predict_py_does_and_name_a_bad_file(mixed_ima
         with pytest.raises(gr.Error) as error:
             handler(not_image, model)
         assert error.value.message == "notes.txt: not an image that PIL can read (use PNG, JPEG, BMP, GIF or TIFF)"
+        assert error.value.print_exception is False, \
+            f"{handler.__name__}: a bad upload is the user's mistake, yet the server's console gets its traceback"
 
 
 # --- the page in a real browser -------------------------------------------------------------------------

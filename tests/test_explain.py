@@ -2,6 +2,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 import matplotlib
 import pytest
@@ -210,6 +211,26 @@ def test_activations_are_the_models_own_intermediate_values(shipped, test_digits
     assert not shipped.conv1._forward_hooks  # nothing left attached
 
 
+def test_activations_as_read_are_what_follows_each_convolution_alone(test_digits):
+    """AssignmentNet's blocks are convolution, batch norm, ReLU, dropout: each block's output is its convolution
+    as the next layer reads it."""
+    model = zoo.with_shifted_batch_norm(zoo.AssignmentNet())
+    images = test_digits[0][:4]
+    with torch.no_grad():
+        read = explain.activations(model, images, as_read=True)
+        expected = model.features[0](images)
+    assert torch.equal(read["features.0.0"], expected), "as_read: not the block's output after batch norm and ReLU"
+
+
+def test_grad_cam_on_a_network_without_a_convolution_module_is_refused_in_one_sentence(test_digits):
+    images, labels = test_digits[0][:2], test_digits[1][:2]
+    for model in (nn.Sequential(nn.Flatten(), nn.Linear(784, 10)), Functional()):  # no convolution; functional ones
+        with pytest.raises(ValueError) as error:
+            explain.attribution(model, images, labels, "gradcam")
+        assert str(error.value) == (f"Grad-CAM needs a convolution module (nn.Conv2d), and {networks.name_of(model)} "
+                                    "has none: use another attribution method"), str(error.value)
+
+
 @pytest.mark.quick
 def test_attribution_answers_for_any_digit(shipped, test_digits):
     images, labels = test_digits[0][:4], test_digits[1][:4]
@@ -218,8 +239,10 @@ def test_attribution_answers_for_any_digit(shipped, test_digits):
     assert maps.dtype == torch.float32
     other = explain.attribution(shipped, images, (labels + 1) % 10)  # "why not this one?"
     assert not torch.allclose(maps, other)
-    with pytest.raises(ValueError, match="Unknown attribution method 'lime': use one of integrated_gradients"):
+    with pytest.raises(ValueError) as error:
         explain.attribution(shipped, images, labels, "lime")
+    assert str(error.value) == ("Unknown attribution method 'lime': use one of integrated_gradients, occlusion, "
+                                "deeplift, input_x_gradient, saliency, gradcam"), str(error.value)
 
 
 def test_the_default_attribution_is_faithful_by_deletion(shipped, test_digits):
@@ -243,6 +266,17 @@ def test_deletion_test_deletes_what_it_says(shipped, test_digits):
     assert left_nothing == pytest.approx(before, abs=0.02)  # deleting black pixels changes nothing
     assert left_ink < before
     assert random_left < before
+
+
+def test_the_random_deletion_deletes_ink_however_faint(shipped, test_digits):
+    """Digits at a fifth of their brightness: deleting random ink (the baseline) leaves far less of each answer
+    than deleting as many pixels anywhere (the top of random maps), most of them background."""
+    images, labels = test_digits[0][:50], test_digits[1][:50]
+    faint = explain.BACKGROUND + (images - explain.BACKGROUND) * 0.2
+    anywhere = torch.rand(50, 28, 28, generator=torch.Generator().manual_seed(0))
+    left_anywhere, random_ink_left = explain.deletion_test(shipped, faint, labels, anywhere)
+    assert random_ink_left < left_anywhere - 0.1, ("the random deletion passed over faint ink",
+                                                   random_ink_left, left_anywhere)
 
 
 @pytest.mark.quick
@@ -285,6 +319,34 @@ def test_the_feature_map_plot_shows_each_layers_grid_after_its_relu(shipped, tes
     matplotlib.pyplot.close(figure)
 
 
+def test_the_feature_map_plot_shows_each_layer_as_the_next_layer_reads_it(test_digits):
+    model = zoo.with_shifted_batch_norm(zoo.AssignmentNet())
+    digit = test_digits[0][0]
+    figure = explain.plot_feature_maps(model, digit, layers=["features.0.0"])
+    with torch.no_grad():
+        read = explain.activations(model, digit.unsqueeze(0), as_read=True)["features.0.0"]
+    shown = figure.axes[0].get_images()[0].get_array()
+    assert (shown == pictures.feature_map_grid(read[0])[0]).all(), "not the maps after the block's batch norm"
+    matplotlib.pyplot.close(figure)
+
+
+def test_the_plots_show_pictures_without_axes(shipped, test_digits):
+    nothing = {"images": [], "ground_truths": [], "predicted_vals": []}
+    for figure in (explain.plot_feature_maps(shipped, test_digits[0][0]), explain.plot_attributions(shipped, nothing)):
+        assert not any(ax.axison for ax in figure.axes), "a picture drawn with ticks and a frame"
+        matplotlib.pyplot.close(figure)
+
+
+def test_the_attribution_plot_shows_the_first_20_mistakes_in_rows_of_5(shipped, test_digits):
+    images, labels = test_digits
+    gallery = {"images": list(images[:21]), "ground_truths": labels[:21].tolist(), "predicted_vals": [0] * 21}
+    figure = explain.plot_attributions(shipped, gallery)
+    shown = [ax for ax in figure.axes if ax.get_images()]
+    assert len(shown) == 20, f"{len(shown)} pictures, not the first 20 of 21 mistakes"
+    assert figure.axes[0].get_gridspec().get_geometry() == (4, 5), "not 5 pictures a row"
+    matplotlib.pyplot.close(figure)
+
+
 @pytest.mark.quick
 def test_the_attribution_plot_shows_each_mistake_with_its_own_map(shipped, test_digits):
     images, labels = test_digits
@@ -313,6 +375,15 @@ def test_the_faithfulness_table_has_a_row_per_method_from_its_own_deletion_test(
         assert seconds > 0
 
 
+def test_the_faithfulness_tables_seconds_are_per_image(shipped, test_digits):
+    """Each method's seconds times the images can be no more than the whole table took."""
+    images, labels = test_digits[0][:8], test_digits[1][:8]
+    start = time.perf_counter()
+    rows = explain.faithfulness_table(shipped, images, labels, methods=("saliency", "input_x_gradient"))
+    took = time.perf_counter() - start
+    assert sum(seconds for *_, seconds in rows) * len(images) <= took, (rows, took)
+
+
 @pytest.mark.quick
 @pytest.mark.parametrize("rf, text", [((14, 14), "14x14"), ((28, 28), "28x28"), ((34, 34), "all 28x28"),
                                       ((34, 20), "28x20"), (None, "?")])
@@ -329,6 +400,14 @@ def test_a_field_past_the_image_reads_as_all_of_it_and_its_textbook_figure_is_sa
     assert "37x37" not in pooled, pooled
     assert table[-1] == ("clipped to the 28x28 image: the textbook field of pool1 is 37x37, reaching past the "
                          "image's edges, where there are no pixels to read")
+
+
+def test_the_note_below_the_table_gives_the_first_field_past_the_image():
+    """Fifteen padded 3x3s: the fourteenth sees 29x29, the fifteenth 31x31."""
+    layers = [nn.Conv2d(1, 1, 3, padding=1) for _ in range(15)]
+    table = explain.receptive_field_table(nn.Sequential(*layers, nn.Flatten(), nn.Linear(784, 10)))
+    assert table.splitlines()[-1] == ("clipped to the 28x28 image: the textbook field of 13 is 29x29, reaching past "
+                                      "the image's edges, where there are no pixels to read"), table
 
 
 @pytest.mark.quick
