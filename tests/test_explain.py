@@ -337,13 +337,16 @@ def test_the_plots_show_pictures_without_axes(shipped, test_digits):
         matplotlib.pyplot.close(figure)
 
 
-def test_the_attribution_plot_shows_the_first_20_mistakes_in_rows_of_5(shipped, test_digits):
+def test_the_attribution_plot_shows_the_first_20_mistakes_in_rows_of_5_unless_told(shipped, test_digits):
     images, labels = test_digits
     gallery = {"images": list(images[:21]), "ground_truths": labels[:21].tolist(), "predicted_vals": [0] * 21}
     figure = explain.plot_attributions(shipped, gallery)
     shown = [ax for ax in figure.axes if ax.get_images()]
     assert len(shown) == 20, f"{len(shown)} pictures, not the first 20 of 21 mistakes"
     assert figure.axes[0].get_gridspec().get_geometry() == (4, 5), "not 5 pictures a row"
+    matplotlib.pyplot.close(figure)
+    figure = explain.plot_attributions(shipped, gallery, count=8, cols=4)
+    assert figure.axes[0].get_gridspec().get_geometry() == (2, 4), "cols=4: not 4 pictures a row"
     matplotlib.pyplot.close(figure)
 
 
