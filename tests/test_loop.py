@@ -5,10 +5,10 @@ import re
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, RandomSampler, Subset
 
 from model import Net
-from s5 import networks
+from s5 import data, networks
 from s5.budget import Budget
 from s5.fast import FastPath
 from s5.training import HISTORY, OriginalPipeline, Recipe, changed, pipeline
@@ -73,17 +73,39 @@ def test_fit_called_again_goes_on_from_the_epochs_that_finished(mnist_train, mni
 
 @pytest.mark.quick
 def test_the_original_pipelines_door_gives_the_originals_loaders(mnist_train, mnist_test):
-    door = pipeline(mnist_train, mnist_test, "cpu", 512, fast=False)
-    assert isinstance(door, OriginalPipeline), type(door)
+    door = pipeline(mnist_train, mnist_test, "cpu", 512)
+    assert isinstance(door, OriginalPipeline), f"the door unless fast is asked for: {type(door)}"
     loaders = (door.train_loader, door.test_loader)
     assert all(isinstance(loader, DataLoader) for loader in loaders), "torch's DataLoaders"
     assert [(loader.batch_size, loader.num_workers) for loader in loaders] == [(512, 2)] * 2, "batch 512, 2 workers"
 
 
+def test_the_original_pipelines_loaders_shuffle_and_pin_no_memory_on_a_cpu(mnist_train, mnist_test):
+    door = pipeline(mnist_train, mnist_test, "cpu", 512)
+    loaders = (door.train_loader, door.test_loader)
+    assert all(isinstance(loader.sampler, RandomSampler) for loader in loaders), "shuffled, as the original's"
+    assert not any(loader.pin_memory for loader in loaders), "pinned memory is for copies to CUDA"
+
+
+def test_the_original_pipelines_run_trains_the_network_it_is_given_with_the_recipe_given():
+    train_data, test_data = (data.load_mnist(train=train, transform=data.test_transforms) for train in (True, False))
+    door = OriginalPipeline(Subset(train_data, range(256)), Subset(test_data, range(100)), "cpu", 64)
+    model = Net()
+    training = door.training(model, Recipe(epochs=1, scheduler="onecycle", lr=0.05))
+    assert training.model is model, "not the network given"
+    assert isinstance(training.scheduler.scheduler, torch.optim.lr_scheduler.OneCycleLR), "not the recipe given"
+    before = model.conv1.weight.detach().clone()
+    training.fit(1)
+    assert len(training.history["test_acc"]) == 1, "one epoch trained and tested on the door's loaders"
+    assert not torch.equal(model.conv1.weight, before), "the network given did not learn"
+
+
 @pytest.mark.quick
 def test_the_fast_paths_door_is_the_one_pipeline_opens_with_fast(mnist_train, mnist_test):
-    door = pipeline(Subset(mnist_train, range(64)), Subset(mnist_test, range(64)), "cpu", 64, fast=True)
+    door = pipeline(Subset(mnist_train, range(64)), Subset(mnist_test, range(100)), "cpu", 64, fast=True)
     assert isinstance(door, FastPath), type(door)
+    assert (door.train_loader.batch_size, door.test_loader.batch_size) == (64, 64), "not the batch size given"
+    assert len(door.test_loader.targets) == 100, "not the test data given"
 
 
 @pytest.mark.quick
@@ -105,6 +127,9 @@ def test_changes_that_are_not_a_dict_are_refused_in_one_sentence(changes):
 def test_a_change_to_a_field_the_budget_does_not_have_is_refused_naming_the_fields_it_has():
     with pytest.raises(ValueError, match=r"^The budget has no params: change parameters, epochs, target, last, seeds$"):
         changed(Budget(), {"params": 20000}, "budget")
+    with pytest.raises(ValueError, match=r"^The budget has no params, seed: change parameters, epochs, target, last, "
+                                         r"seeds$"):
+        changed(Budget(), {"params": 20000, "seed": 1}, "budget")
 
 
 @pytest.mark.quick

@@ -111,6 +111,28 @@ def test_test_fills_the_incorrect_predictions(mnist_test, capsys):
     matplotlib.pyplot.close(figure)
 
 
+class CloseCall(nn.Module):
+    """Scores for 0 and 1 that differ by a thousandth of their size: float32 ranks 1 first, bfloat16 (8 bits of
+    mantissa) rounds them equal, and argmax takes the first, 0."""
+
+    def __init__(self):
+        super().__init__()
+        self.scores = nn.Linear(784, 10, bias=False)
+        with torch.no_grad():
+            self.scores.weight.zero_()
+            self.scores.weight[0], self.scores.weight[1] = 1.0, 1.001
+
+    def forward(self, x):
+        return self.scores((x + 1).flatten(1))
+
+
+def test_the_confusion_matrix_counts_the_answers_in_the_precision_it_is_given(mnist_test):
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(100)), 100, "cpu")
+    fp32, bf16 = (get_confusion_matrix(CloseCall(), "cpu", loader, amp_dtype) for amp_dtype in (None, torch.bfloat16))
+    assert fp32.sum(dim=0)[1] == 100, "float32: every answer 1"
+    assert bf16.sum(dim=0)[0] == 100, "bfloat16 asked for, yet the answers are float32's"
+
+
 def test_confusion_matrix_and_per_class_accuracy(mnist_test):
     torch.manual_seed(0)
     model = Net()
