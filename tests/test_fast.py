@@ -189,13 +189,13 @@ def never_measured():
 
 @pytest.mark.quick
 def test_a_cpu_with_amx_trains_in_bf16_without_measuring():
-    assert choose_cpu_precision("AMX", never_measured)[0] is torch.bfloat16
+    assert choose_cpu_precision("AMX", never_measured) == (torch.bfloat16, "bf16: this CPU has AMX")
 
 
 @pytest.mark.quick
 def test_a_cpu_without_bf16_instructions_trains_in_fp32_without_measuring():
     """AVX2 (Zen 3) or AVX-512 without BF16 (Cascade Lake): oneDNN would emulate bf16, far slower."""
-    assert choose_cpu_precision(None, never_measured)[0] is None
+    assert choose_cpu_precision(None, never_measured) == (None, "fp32: this CPU has no bf16 instructions")
 
 
 @pytest.mark.quick
