@@ -43,7 +43,6 @@ def test_the_readme_quick_look_learns_and_changes_no_tracked_file(tmp_path):
     assert len(state["history"]["test_acc"]) == 1
 
 
-@pytest.mark.quick
 def test_the_quick_look_offline_without_data_says_what_to_do_in_one_sentence(tmp_path):
     copy = tmp_path / "repo"
     if copy_of_repository(copy) is None:
