@@ -87,9 +87,24 @@ def test_the_original_pipelines_loaders_shuffle_and_pin_no_memory_on_a_cpu(mnist
     assert not any(loader.pin_memory for loader in loaders), "pinned memory is for copies to CUDA"
 
 
-def test_the_original_pipelines_run_trains_the_network_it_is_given_with_the_recipe_given():
+def original_door():
+    """The original pipeline on the CPU, as door_of's fast path: 256 training images in batches of 64, 100 test."""
     train_data, test_data = (data.load_mnist(train=train, transform=data.test_transforms) for train in (True, False))
-    door = OriginalPipeline(Subset(train_data, range(256)), Subset(test_data, range(100)), "cpu", 64)
+    return OriginalPipeline(Subset(train_data, range(256)), Subset(test_data, range(100)), "cpu", 64)
+
+
+@pytest.mark.parametrize("recipe, steps", [(Recipe(epochs=1), 1), (Recipe(epochs=1, scheduler="onecycle", lr=0.05), STEPS)])
+def test_the_original_pipelines_run_steps_its_scheduler_as_its_kind_needs(recipe, steps):
+    """The same loop as the fast path's: StepLR once an epoch, OneCycleLR once a batch, each through the run's own
+    optimizer."""
+    training = original_door().training(Net(), recipe)
+    training.fit(1)
+    assert training.scheduler.scheduler.last_epoch == steps, f"{recipe.scheduler}: steps in one epoch of {STEPS} batches"
+    assert training.scheduler.scheduler.optimizer is training.optimizer, "the scheduler moves another optimizer"
+
+
+def test_the_original_pipelines_run_trains_the_network_it_is_given_with_the_recipe_given():
+    door = original_door()
     model = Net()
     training = door.training(model, Recipe(epochs=1, scheduler="onecycle", lr=0.05))
     assert training.model is model, "not the network given"
