@@ -409,8 +409,9 @@ def test_drawing_in_a_browser(running_app, mnist_test, tmp_path):
         assert page.is_checked('#inside-digit input[value="7"]')
         why_7 = picture(page, "#inside-attribution")
         page.click('#inside-digit label:has-text("1")')  # why not a 1?
-        wait_for(page, lambda: changed(page, "#inside-attribution", why_7))
-        assert "digit 1" in page.inner_text("#inside-caption")
+        # the picture and the caption arrive one after the other: wait for both, as for any state of the page
+        wait_for(page, lambda: changed(page, "#inside-attribution", why_7)
+                 and "digit 1" in page.inner_text("#inside-caption"))
         assert page.is_checked('#inside-digit input[value="1"]')
         click_unit(page, "#inside-4", 0, 3, 5, 8)
         assert wait_for(page, lambda: red_box(page, "#inside-input")) == (60, 100, 200, 240)  # 14x14
