@@ -133,6 +133,15 @@ def test_the_confusion_matrix_counts_the_answers_in_the_precision_it_is_given(mn
     assert bf16.sum(dim=0)[0] == 100, "bfloat16 asked for, yet the answers are float32's"
 
 
+def test_test_scores_the_answers_in_the_precision_it_is_given(mnist_test):
+    loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(100)), 100, "cpu")
+    ones, zeros = ((mnist_test.targets[:100] == digit).sum().item() for digit in (1, 0))
+    assert ones != zeros, "the first 100 test digits have other counts of 1s and 0s for this test to tell the two apart"
+    fp32, _ = evaluate(CloseCall(), "cpu", loader, nn.CrossEntropyLoss())
+    bf16, _ = evaluate(CloseCall(), "cpu", loader, nn.CrossEntropyLoss(), amp_dtype=torch.bfloat16)
+    assert (fp32, bf16) == (ones, zeros), "test() in bfloat16 should answer 0 everywhere and float32 1 everywhere"
+
+
 def test_confusion_matrix_and_per_class_accuracy(mnist_test):
     torch.manual_seed(0)
     model = Net()
