@@ -270,6 +270,61 @@ def test_the_progress_variable_decides_and_a_bad_value_is_named(monkeypatch):
 
 
 
+@pytest.fixture
+def kernel_shell(monkeypatch):
+    """A real IPython shell configured as a Jupyter kernel's (IPKernelApp), with none of the signs that a person has
+    its notebook open: the environment of papermill's and nbconvert's kernels."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+    for variable in ("JPY_SESSION_NAME", "KAGGLE_KERNEL_RUN_TYPE", "S5_PROGRESS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+    config = Config()
+    config.IPKernelApp.connection_file = "kernel.json"
+    yield InteractiveShell.instance(config=config)
+    InteractiveShell.clear_instance()
+
+
+NOTEBOOK_SIGNS = {
+    "JupyterLab": lambda shell, monkeypatch: monkeypatch.setenv("JPY_SESSION_NAME", "S5.ipynb"),
+    "VS Code": lambda shell, monkeypatch: shell.user_ns.update(__vsc_ipynb_file__="S5.ipynb"),
+    "Colab": lambda shell, monkeypatch: monkeypatch.setitem(sys.modules, "google.colab", type(sys)("google.colab")),
+    "Kaggle": lambda shell, monkeypatch: monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Interactive"),
+}
+
+
+@pytest.mark.quick
+@pytest.mark.parametrize("editor", NOTEBOOK_SIGNS)
+def test_a_kernel_whose_notebook_a_person_has_open_is_watched(kernel_shell, monkeypatch, editor):
+    assert not training.watched_notebook(), "a kernel with no sign of a person is taken for a watched notebook"
+    NOTEBOOK_SIGNS[editor](kernel_shell, monkeypatch)
+    assert training.watched_notebook(), f"a kernel that {editor} has open is not taken for a watched notebook"
+
+
+@pytest.mark.quick
+def test_a_kaggle_batch_run_is_not_watched(kernel_shell, monkeypatch):
+    monkeypatch.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
+    assert not training.watched_notebook(), "Kaggle's batch run (no person) is taken for a watched notebook"
+
+
+@pytest.mark.quick
+def test_an_ipython_terminal_is_no_notebook_whatever_its_environment(monkeypatch):
+    from IPython.core.interactiveshell import InteractiveShell
+    monkeypatch.setenv("JPY_SESSION_NAME", "S5.ipynb")
+    InteractiveShell.instance()
+    try:
+        assert not training.watched_notebook(), "a shell that is not a kernel is taken for a notebook"
+    finally:
+        InteractiveShell.clear_instance()
+
+
+@pytest.mark.quick
+def test_the_bars_refresh_in_a_watched_notebook_and_write_one_line_an_epoch_in_papermills(kernel_shell, monkeypatch):
+    assert not training.live_progress(), "the bars refresh in a kernel that no person watches"
+    monkeypatch.setenv("JPY_SESSION_NAME", "S5.ipynb")
+    assert training.live_progress(), "the bars do not refresh in a notebook a person has open"
+
+
 @pytest.mark.quick
 def test_the_recipes_rotation_is_the_seed_pipelines_with_its_transforms_and_is_refused_out_of_range():
     from torchvision import transforms
