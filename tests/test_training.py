@@ -1,4 +1,5 @@
 """training.py: the recipe, the one step, the epoch loops and their progress bars."""
+import io
 import os
 import re
 import struct
@@ -136,7 +137,7 @@ def test_the_confusion_matrix_counts_the_answers_in_the_precision_it_is_given(mn
 def test_test_scores_the_answers_in_the_precision_it_is_given(mnist_test):
     loader = DeviceLoader(torch.utils.data.Subset(mnist_test, range(100)), 100, "cpu")
     ones, zeros = ((mnist_test.targets[:100] == digit).sum().item() for digit in (1, 0))
-    assert ones != zeros, "the first 100 test digits have other counts of 1s and 0s for this test to tell the two apart"
+    assert ones != zeros, "the first 100 test digits hold as many 1s as 0s: float32 and bfloat16 would score alike"
     fp32, _ = evaluate(CloseCall(), "cpu", loader, nn.CrossEntropyLoss())
     bf16, _ = evaluate(CloseCall(), "cpu", loader, nn.CrossEntropyLoss(), amp_dtype=torch.bfloat16)
     assert (fp32, bf16) == (ones, zeros), "test() in bfloat16 should answer 0 everywhere and float32 1 everywhere"
@@ -269,7 +270,6 @@ def test_the_progress_variable_decides_and_a_bad_value_is_named(monkeypatch):
     assert not training.watched_notebook()  # pytest is no notebook
 
 
-
 @pytest.fixture
 def kernel_shell(monkeypatch):
     """A real IPython shell configured as a Jupyter kernel's (IPKernelApp), with none of the signs that a person has
@@ -320,6 +320,7 @@ def test_an_ipython_terminal_is_no_notebook_whatever_its_environment(monkeypatch
 
 @pytest.mark.quick
 def test_the_bars_refresh_in_a_watched_notebook_and_write_one_line_an_epoch_in_papermills(kernel_shell, monkeypatch):
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # a kernel's stderr is no terminal, even under pytest -s
     assert not training.live_progress(), "the bars refresh in a kernel that no person watches"
     monkeypatch.setenv("JPY_SESSION_NAME", "S5.ipynb")
     assert training.live_progress(), "the bars do not refresh in a notebook a person has open"
